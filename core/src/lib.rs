@@ -1,0 +1,20 @@
+//! envol: envelope encryption for block volumes.
+//!
+//! This crate is the `no_std` core. It owns the XTS-AES sector engine
+//! ([`xts`]); later layers (wrapped data keys, the volume header, the
+//! attach/detach lifecycle and the reference key service) build on it.
+//!
+//! Nothing here allocates unless the `alloc` feature asks for it, and nothing
+//! reachable from the public API panics on any input.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod xts;
+
+pub use xts::{Backend, Error as XtsError, KeySize, Xts};
+
+/// The crate version, as Cargo knows it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

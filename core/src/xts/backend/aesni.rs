@@ -1,0 +1,245 @@
+//! The `aesni` backend: AES-NI + PCLMULQDQ on 128-bit registers.
+//!
+//! Eight blocks are in flight per iteration so the AES units' latency is
+//! hidden; the eight tweaks of the next iteration are the current ones times
+//! x^8, computed independently with a carry-less multiply for the reduction,
+//! so tweak work never sits on the AES dependency chain. Pre-whitening is
+//! folded into round key 0 and post-whitening into the last round key.
+//!
+//! Key expansion (used by every x86 backend) runs on AESKEYGENASSIST and
+//! AESIMC, never on a table indexed by key bytes.
+
+use core::arch::x86_64::*;
+
+use super::super::Dir;
+use super::{HwKeys, expand_key};
+
+/// Expands key1 and key2 (both 16 or both 32 bytes).
+///
+/// # Safety
+/// The CPU must have AES-NI.
+#[target_feature(enable = "aes,sse2,sse4.1")]
+pub(crate) unsafe fn expand(key1: &[u8], key2: &[u8]) -> HwKeys {
+    let sub_word = |w: u32| -> u32 {
+        let x = _mm_set1_epi32(w as i32);
+        // Dword 0 of the result is SubWord(dword 1) (all dwords are `w`).
+        let y = _mm_aeskeygenassist_si128::<0>(x);
+        _mm_cvtsi128_si32(y) as u32
+    };
+    let rounds = if key1.len() == 16 { 10 } else { 14 };
+    let mut keys = HwKeys {
+        rounds,
+        ek1: [[0; 16]; 15],
+        dk1: [[0; 16]; 15],
+        ek2: [[0; 16]; 15],
+    };
+    expand_key(key1, &mut keys.ek1, sub_word);
+    expand_key(key2, &mut keys.ek2, sub_word);
+    // Equivalent inverse cipher: reversed order, InvMixColumns on the middle keys.
+    keys.dk1[0] = keys.ek1[rounds];
+    keys.dk1[rounds] = keys.ek1[0];
+    for r in 1..rounds {
+        // SAFETY: `ek1[..]` is 16 bytes; unaligned load and store.
+        unsafe {
+            let k = _mm_loadu_si128(keys.ek1[rounds - r].as_ptr().cast());
+            _mm_storeu_si128(keys.dk1[r].as_mut_ptr().cast(), _mm_aesimc_si128(k));
+        }
+    }
+    keys
+}
+
+/// Loads the `nr + 1` round keys of `rk`.
+#[inline]
+#[target_feature(enable = "sse2")]
+pub(super) fn load_keys<const NR: usize>(rk: &[[u8; 16]; 15]) -> [__m128i; 15] {
+    let mut out = [_mm_setzero_si128(); 15];
+    for (o, k) in out.iter_mut().zip(rk.iter()).take(NR + 1) {
+        // SAFETY: `k` is 16 readable bytes.
+        *o = unsafe { _mm_loadu_si128(k.as_ptr().cast()) };
+    }
+    out
+}
+
+/// Multiplies a tweak by x.
+#[inline]
+#[target_feature(enable = "sse2")]
+pub(super) fn mul_x(t: __m128i) -> __m128i {
+    // Sign of each dword; route the sign of the top of each qword to where
+    // its carry lands: the low qword's top bit into bit 64, the high
+    // qword's top bit (x^128) into 0x87.
+    let signs = _mm_srai_epi32::<31>(t);
+    let carries = _mm_and_si128(
+        _mm_shuffle_epi32::<0x13>(signs),
+        _mm_set_epi32(0, 1, 0, 0x87),
+    );
+    _mm_xor_si128(_mm_add_epi64(t, t), carries)
+}
+
+/// Multiplies each 128-bit lane by x^K, 0 < K < 57, with the reduction done
+/// by a carry-less multiply (independent of the AES port on most cores).
+#[inline]
+#[target_feature(enable = "sse2,pclmulqdq")]
+pub(super) fn mul_xk<const K: i32, const R: i32>(t: __m128i) -> __m128i {
+    // R must be 64 - K (a const expression over generics is not stable).
+    let shifted = _mm_slli_epi64::<K>(t);
+    let carry = _mm_srli_epi64::<R>(t);
+    let into_high = _mm_slli_si128::<8>(carry);
+    let reduced = _mm_clmulepi64_si128::<0x01>(carry, _mm_set_epi64x(0, 0x87));
+    _mm_xor_si128(_mm_xor_si128(shifted, into_high), reduced)
+}
+
+#[inline]
+#[target_feature(enable = "aes")]
+fn round<const DEC: bool>(x: __m128i, k: __m128i) -> __m128i {
+    if DEC {
+        _mm_aesdec_si128(x, k)
+    } else {
+        _mm_aesenc_si128(x, k)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "aes")]
+fn last<const DEC: bool>(x: __m128i, k: __m128i) -> __m128i {
+    if DEC {
+        _mm_aesdeclast_si128(x, k)
+    } else {
+        _mm_aesenclast_si128(x, k)
+    }
+}
+
+/// One block, whitened with `t`.
+#[inline]
+#[target_feature(enable = "aes,sse2")]
+pub(super) fn one_block<const NR: usize, const DEC: bool>(
+    rk: &[__m128i; 15],
+    x: __m128i,
+    t: __m128i,
+) -> __m128i {
+    let mut s = _mm_xor_si128(x, _mm_xor_si128(t, rk[0]));
+    for k in &rk[1..NR] {
+        s = round::<DEC>(s, *k);
+    }
+    last::<DEC>(s, _mm_xor_si128(rk[NR], t))
+}
+
+/// Encrypts each tweak in place with key2, eight at a time.
+///
+/// # Safety
+/// The CPU must have AES-NI.
+#[target_feature(enable = "aes,sse2,sse4.1")]
+pub(crate) unsafe fn encrypt_tweaks(k: &HwKeys, tweaks: &mut [[u8; 16]]) {
+    if k.rounds == 14 {
+        tweaks_nr::<14>(k, tweaks)
+    } else {
+        tweaks_nr::<10>(k, tweaks)
+    }
+}
+
+#[target_feature(enable = "aes,sse2")]
+fn tweaks_nr<const NR: usize>(k: &HwKeys, tweaks: &mut [[u8; 16]]) {
+    let rk = load_keys::<NR>(&k.ek2);
+    let mut chunks = tweaks.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut s = [_mm_setzero_si128(); 8];
+        for (s, t) in s.iter_mut().zip(chunk.iter()) {
+            // SAFETY: `t` is 16 readable bytes.
+            *s = _mm_xor_si128(unsafe { _mm_loadu_si128(t.as_ptr().cast()) }, rk[0]);
+        }
+        for k in &rk[1..NR] {
+            for s in s.iter_mut() {
+                *s = _mm_aesenc_si128(*s, *k);
+            }
+        }
+        for (s, t) in s.iter().zip(chunk.iter_mut()) {
+            // SAFETY: `t` is 16 writable bytes.
+            unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), _mm_aesenclast_si128(*s, rk[NR])) };
+        }
+    }
+    for t in chunks.into_remainder() {
+        // SAFETY: `t` is 16 readable and writable bytes.
+        unsafe {
+            let s = _mm_loadu_si128(t.as_ptr().cast());
+            let s = one_block::<NR, false>(&rk, s, _mm_setzero_si128());
+            _mm_storeu_si128(t.as_mut_ptr().cast(), s);
+        }
+    }
+}
+
+/// XTS over `n` blocks; see `Engine::blocks`.
+///
+/// # Safety
+/// The CPU must have AES-NI and PCLMULQDQ; `src` valid for `16 * n` reads,
+/// `dst` for `16 * n` writes, the two the same or disjoint.
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
+pub(crate) unsafe fn blocks(
+    k: &HwKeys,
+    dir: Dir,
+    t: &mut [u8; 16],
+    src: *const u8,
+    dst: *mut u8,
+    n: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (k.rounds, dir) {
+            (14, Dir::Encrypt) => kernel::<14, false>(&k.ek1, t, src, dst, n),
+            (14, Dir::Decrypt) => kernel::<14, true>(&k.dk1, t, src, dst, n),
+            (_, Dir::Encrypt) => kernel::<10, false>(&k.ek1, t, src, dst, n),
+            (_, Dir::Decrypt) => kernel::<10, true>(&k.dk1, t, src, dst, n),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`blocks`].
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
+unsafe fn kernel<const NR: usize, const DEC: bool>(
+    keys: &[[u8; 16]; 15],
+    t: &mut [u8; 16],
+    src: *const u8,
+    dst: *mut u8,
+    n: usize,
+) {
+    let rk = load_keys::<NR>(keys);
+    // SAFETY: `t` is 16 readable bytes.
+    let t0 = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
+    let mut tw = [t0; 8];
+    for i in 1..8 {
+        tw[i] = mul_x(tw[i - 1]);
+    }
+    let mut i = 0;
+    while n - i >= 8 {
+        let mut s = [_mm_setzero_si128(); 8];
+        for j in 0..8 {
+            // SAFETY: block `i + j < n` lies inside the source.
+            let x = unsafe { _mm_loadu_si128(src.add(16 * (i + j)).cast()) };
+            s[j] = _mm_xor_si128(x, _mm_xor_si128(tw[j], rk[0]));
+        }
+        for k in &rk[1..NR] {
+            for s in s.iter_mut() {
+                *s = round::<DEC>(*s, *k);
+            }
+        }
+        for j in 0..8 {
+            let out = last::<DEC>(s[j], _mm_xor_si128(rk[NR], tw[j]));
+            // SAFETY: block `i + j < n` lies inside the destination; its
+            // source was read above.
+            unsafe { _mm_storeu_si128(dst.add(16 * (i + j)).cast(), out) };
+            tw[j] = mul_xk::<8, 56>(tw[j]);
+        }
+        i += 8;
+    }
+    let mut cur = tw[0];
+    while i < n {
+        // SAFETY: block `i < n` lies inside source and destination.
+        unsafe {
+            let x = _mm_loadu_si128(src.add(16 * i).cast());
+            _mm_storeu_si128(dst.add(16 * i).cast(), one_block::<NR, DEC>(&rk, x, cur));
+        }
+        cur = mul_x(cur);
+        i += 1;
+    }
+    // SAFETY: `t` is 16 writable bytes.
+    unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), cur) };
+}

@@ -1,0 +1,274 @@
+//! The `vaes256` and `vaes512` backends: VAES + VPCLMULQDQ on 256-bit
+//! (AVX2) and 512-bit (AVX-512) registers.
+//!
+//! Each register holds 2 (or 4) consecutive blocks and their tweaks; 16
+//! blocks are in flight per iteration (8 YMM or 4 ZMM registers). The tweak
+//! registers of the next iteration are the current ones times x^16, each
+//! computed on its own with a carry-less multiply for the reduction. Round
+//! keys are broadcast once per call; pre-whitening is one three-way XOR with
+//! round key 0 and post-whitening is folded into the last round key.
+//! Leftover blocks go two (four) at a time, then one at a time on AES-NI.
+
+use core::arch::x86_64::*;
+
+use super::super::Dir;
+use super::HwKeys;
+use super::aesni::{load_keys, mul_x, one_block};
+
+/// Multiplies each 128-bit lane by x^K (0 < K < 57, R = 64 - K).
+#[inline]
+#[target_feature(enable = "avx2,vpclmulqdq")]
+fn mul_xk256<const K: i32, const R: i32>(t: __m256i) -> __m256i {
+    let shifted = _mm256_slli_epi64::<K>(t);
+    let carry = _mm256_srli_epi64::<R>(t);
+    let into_high = _mm256_slli_si256::<8>(carry);
+    let reduced = _mm256_clmulepi64_epi128::<0x01>(carry, _mm256_set_epi64x(0, 0x87, 0, 0x87));
+    _mm256_xor_si256(_mm256_xor_si256(shifted, into_high), reduced)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,vaes")]
+fn round256<const DEC: bool>(x: __m256i, k: __m256i) -> __m256i {
+    if DEC {
+        _mm256_aesdec_epi128(x, k)
+    } else {
+        _mm256_aesenc_epi128(x, k)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,vaes")]
+fn last256<const DEC: bool>(x: __m256i, k: __m256i) -> __m256i {
+    if DEC {
+        _mm256_aesdeclast_epi128(x, k)
+    } else {
+        _mm256_aesenclast_epi128(x, k)
+    }
+}
+
+/// XTS over `n` blocks with 256-bit VAES; see `Engine::blocks`.
+///
+/// # Safety
+/// The CPU must have AVX2, VAES, VPCLMULQDQ and AES-NI; `src` valid for
+/// `16 * n` reads, `dst` for `16 * n` writes, the two the same or disjoint.
+#[target_feature(enable = "avx2,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+pub(crate) unsafe fn blocks256(
+    k: &HwKeys,
+    dir: Dir,
+    t: &mut [u8; 16],
+    src: *const u8,
+    dst: *mut u8,
+    n: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (k.rounds, dir) {
+            (14, Dir::Encrypt) => kernel256::<14, false>(&k.ek1, t, src, dst, n),
+            (14, Dir::Decrypt) => kernel256::<14, true>(&k.dk1, t, src, dst, n),
+            (_, Dir::Encrypt) => kernel256::<10, false>(&k.ek1, t, src, dst, n),
+            (_, Dir::Decrypt) => kernel256::<10, true>(&k.dk1, t, src, dst, n),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`blocks256`].
+#[target_feature(enable = "avx2,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+unsafe fn kernel256<const NR: usize, const DEC: bool>(
+    keys: &[[u8; 16]; 15],
+    t: &mut [u8; 16],
+    src: *const u8,
+    dst: *mut u8,
+    n: usize,
+) {
+    let rk1 = load_keys::<NR>(keys);
+    let mut rk = [_mm256_setzero_si256(); 15];
+    for (w, k) in rk.iter_mut().zip(rk1.iter()).take(NR + 1) {
+        *w = _mm256_broadcastsi128_si256(*k);
+    }
+    // SAFETY: `t` is 16 readable bytes.
+    let t0 = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
+    let mut tw = [_mm256_set_m128i(mul_x(t0), t0); 8];
+    for j in 1..8 {
+        tw[j] = mul_xk256::<2, 62>(tw[j - 1]);
+    }
+    let mut i = 0;
+    while n - i >= 16 {
+        let mut s = [_mm256_setzero_si256(); 8];
+        for j in 0..8 {
+            // SAFETY: blocks `i + 2j`, `i + 2j + 1` lie inside the source.
+            let x = unsafe { _mm256_loadu_si256(src.add(16 * (i + 2 * j)).cast()) };
+            s[j] = _mm256_xor_si256(x, _mm256_xor_si256(tw[j], rk[0]));
+        }
+        for k in &rk[1..NR] {
+            for s in s.iter_mut() {
+                *s = round256::<DEC>(*s, *k);
+            }
+        }
+        for j in 0..8 {
+            let out = last256::<DEC>(s[j], _mm256_xor_si256(rk[NR], tw[j]));
+            // SAFETY: inside the destination; the source was read above.
+            unsafe { _mm256_storeu_si256(dst.add(16 * (i + 2 * j)).cast(), out) };
+            tw[j] = mul_xk256::<16, 48>(tw[j]);
+        }
+        i += 16;
+    }
+    let mut pair = tw[0];
+    while n - i >= 2 {
+        // SAFETY: blocks `i`, `i + 1` lie inside source and destination.
+        unsafe {
+            let x = _mm256_loadu_si256(src.add(16 * i).cast());
+            let mut s = _mm256_xor_si256(x, _mm256_xor_si256(pair, rk[0]));
+            for k in &rk[1..NR] {
+                s = round256::<DEC>(s, *k);
+            }
+            let out = last256::<DEC>(s, _mm256_xor_si256(rk[NR], pair));
+            _mm256_storeu_si256(dst.add(16 * i).cast(), out);
+        }
+        pair = mul_xk256::<2, 62>(pair);
+        i += 2;
+    }
+    let mut cur = _mm256_castsi256_si128(pair);
+    if i < n {
+        // SAFETY: block `i < n` lies inside source and destination.
+        unsafe {
+            let x = _mm_loadu_si128(src.add(16 * i).cast());
+            _mm_storeu_si128(dst.add(16 * i).cast(), one_block::<NR, DEC>(&rk1, x, cur));
+        }
+        cur = mul_x(cur);
+    }
+    // SAFETY: `t` is 16 writable bytes.
+    unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), cur) };
+}
+
+/// Multiplies each 128-bit lane by x^K (0 < K < 57, R = 64 - K).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq")]
+fn mul_xk512<const K: u32, const R: u32>(t: __m512i) -> __m512i {
+    let shifted = _mm512_slli_epi64::<K>(t);
+    let carry = _mm512_srli_epi64::<R>(t);
+    let into_high = _mm512_bslli_epi128::<8>(carry);
+    let reduced = _mm512_clmulepi64_epi128::<0x01>(carry, _mm512_set1_epi64(0x87));
+    _mm512_ternarylogic_epi64::<0x96>(shifted, into_high, reduced)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,vaes")]
+fn round512<const DEC: bool>(x: __m512i, k: __m512i) -> __m512i {
+    if DEC {
+        _mm512_aesdec_epi128(x, k)
+    } else {
+        _mm512_aesenc_epi128(x, k)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,vaes")]
+fn last512<const DEC: bool>(x: __m512i, k: __m512i) -> __m512i {
+    if DEC {
+        _mm512_aesdeclast_epi128(x, k)
+    } else {
+        _mm512_aesenclast_epi128(x, k)
+    }
+}
+
+/// XTS over `n` blocks with 512-bit VAES; see `Engine::blocks`.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW/VL, VAES, VPCLMULQDQ and AES-NI; `src`
+/// valid for `16 * n` reads, `dst` for `16 * n` writes, same or disjoint.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+pub(crate) unsafe fn blocks512(
+    k: &HwKeys,
+    dir: Dir,
+    t: &mut [u8; 16],
+    src: *const u8,
+    dst: *mut u8,
+    n: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (k.rounds, dir) {
+            (14, Dir::Encrypt) => kernel512::<14, false>(&k.ek1, t, src, dst, n),
+            (14, Dir::Decrypt) => kernel512::<14, true>(&k.dk1, t, src, dst, n),
+            (_, Dir::Encrypt) => kernel512::<10, false>(&k.ek1, t, src, dst, n),
+            (_, Dir::Decrypt) => kernel512::<10, true>(&k.dk1, t, src, dst, n),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`blocks512`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+unsafe fn kernel512<const NR: usize, const DEC: bool>(
+    keys: &[[u8; 16]; 15],
+    t: &mut [u8; 16],
+    src: *const u8,
+    dst: *mut u8,
+    n: usize,
+) {
+    let rk1 = load_keys::<NR>(keys);
+    let mut rk = [_mm512_setzero_si512(); 15];
+    for (w, k) in rk.iter_mut().zip(rk1.iter()).take(NR + 1) {
+        *w = _mm512_broadcast_i32x4(*k);
+    }
+    // SAFETY: `t` is 16 readable bytes.
+    let t0 = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
+    let t1 = mul_x(t0);
+    let t2 = mul_x(t1);
+    let t3 = mul_x(t2);
+    let lo = _mm256_set_m128i(t1, t0);
+    let hi = _mm256_set_m128i(t3, t2);
+    let mut tw = [_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi); 4];
+    for j in 1..4 {
+        tw[j] = mul_xk512::<4, 60>(tw[j - 1]);
+    }
+    let mut i = 0;
+    while n - i >= 16 {
+        let mut s = [_mm512_setzero_si512(); 4];
+        for j in 0..4 {
+            // SAFETY: blocks `i + 4j .. i + 4j + 4` lie inside the source.
+            let x = unsafe { _mm512_loadu_si512(src.add(16 * (i + 4 * j)).cast()) };
+            s[j] = _mm512_ternarylogic_epi64::<0x96>(x, tw[j], rk[0]);
+        }
+        for k in &rk[1..NR] {
+            for s in s.iter_mut() {
+                *s = round512::<DEC>(*s, *k);
+            }
+        }
+        for j in 0..4 {
+            let out = last512::<DEC>(s[j], _mm512_xor_si512(rk[NR], tw[j]));
+            // SAFETY: inside the destination; the source was read above.
+            unsafe { _mm512_storeu_si512(dst.add(16 * (i + 4 * j)).cast(), out) };
+            tw[j] = mul_xk512::<16, 48>(tw[j]);
+        }
+        i += 16;
+    }
+    let mut quad = tw[0];
+    while n - i >= 4 {
+        // SAFETY: blocks `i .. i + 4` lie inside source and destination.
+        unsafe {
+            let x = _mm512_loadu_si512(src.add(16 * i).cast());
+            let mut s = _mm512_ternarylogic_epi64::<0x96>(x, quad, rk[0]);
+            for k in &rk[1..NR] {
+                s = round512::<DEC>(s, *k);
+            }
+            let out = last512::<DEC>(s, _mm512_xor_si512(rk[NR], quad));
+            _mm512_storeu_si512(dst.add(16 * i).cast(), out);
+        }
+        quad = mul_xk512::<4, 60>(quad);
+        i += 4;
+    }
+    let mut cur = _mm512_castsi512_si128(quad);
+    while i < n {
+        // SAFETY: block `i < n` lies inside source and destination.
+        unsafe {
+            let x = _mm_loadu_si128(src.add(16 * i).cast());
+            _mm_storeu_si128(dst.add(16 * i).cast(), one_block::<NR, DEC>(&rk1, x, cur));
+        }
+        cur = mul_x(cur);
+        i += 1;
+    }
+    // SAFETY: `t` is 16 writable bytes.
+    unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), cur) };
+}
