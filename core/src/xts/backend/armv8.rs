@@ -31,11 +31,8 @@ pub(crate) unsafe fn expand(key1: &[u8], key2: &[u8]) -> HwKeys {
     let sub_word = |w: u32| -> u32 {
         // With the word in all four columns ShiftRows is the identity, so
         // AESE with a zero key is SubBytes on the word.
-        // SAFETY: only called inside `expand`, whose caller guarantees AES.
-        unsafe {
-            let x = vreinterpretq_u8_u32(vdupq_n_u32(w));
-            vgetq_lane_u32::<0>(vreinterpretq_u32_u8(vaeseq_u8(x, vdupq_n_u8(0))))
-        }
+        let x = vreinterpretq_u8_u32(vdupq_n_u32(w));
+        vgetq_lane_u32::<0>(vreinterpretq_u32_u8(vaeseq_u8(x, vdupq_n_u8(0))))
     };
     let rounds = if key1.len() == 16 { 10 } else { 14 };
     let mut keys = HwKeys {

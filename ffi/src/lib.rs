@@ -1,0 +1,37 @@
+//! The C ABI of envol: `libenvol.a`, `libenvol.so` and `include/envol.h`.
+//!
+//! Conventions (see `include/envol.h`): every symbol starts with `envol_`;
+//! every fallible call returns an [`envol_status`]; nothing panics or unwinds
+//! into C (hosted builds catch panics and return `ENVOL_ERR_INTERNAL`);
+//! a failed call writes nothing to its outputs; contexts are caller-allocated
+//! structs of a size fixed in the header; pointers are checked for NULL.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![allow(non_camel_case_types)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod boundary;
+mod xts;
+
+pub use boundary::{envol_backend, envol_backend_arg, envol_status, envol_status_arg};
+pub use xts::*;
+
+use core::ffi::c_char;
+
+/// The library version as a NUL-terminated string, e.g. "0.1.0".
+#[unsafe(no_mangle)]
+pub extern "C" fn envol_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The stable name of a status code, e.g. "ENVOL_ERR_WEAK_KEY", or
+/// "ENVOL_ERR_UNKNOWN" for a value no version of envol has used.
+#[unsafe(no_mangle)]
+pub extern "C" fn envol_status_name(status: envol_status_arg) -> *const c_char {
+    match envol_status::from_raw(status.0) {
+        Some(s) => s.name_c(),
+        None => c"ENVOL_ERR_UNKNOWN".as_ptr(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
