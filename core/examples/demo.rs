@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo run --release -p envol --example demo`
 
+#![allow(clippy::cast_possible_truncation)] // test data and indices
+
 use envol::xts::{Backend, Xts};
 
 const SECTOR: usize = 4096;

@@ -2,13 +2,18 @@
 //! `soft`, agreement with the independent `xts-mode` crate, and the
 //! argument checks.
 
+#![allow(clippy::cast_possible_truncation)] // test data and indices
+
 use aes::cipher::KeyInit;
 use envol::xts::{Backend, Error, Xts};
 use proptest::prelude::*;
 use xts_mode::Xts128;
 
 fn available() -> Vec<Backend> {
-    Backend::ALL.into_iter().filter(|b| b.is_available()).collect()
+    Backend::ALL
+        .into_iter()
+        .filter(|b| b.is_available())
+        .collect()
 }
 
 fn key_strategy() -> impl Strategy<Value = Vec<u8>> {
@@ -16,7 +21,9 @@ fn key_strategy() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 32),
         proptest::collection::vec(any::<u8>(), 64)
     ]
-    .prop_filter("key halves differ", |k| k[..k.len() / 2] != k[k.len() / 2..])
+    .prop_filter("key halves differ", |k| {
+        k[..k.len() / 2] != k[k.len() / 2..]
+    })
 }
 
 /// A unit length: mostly small (every CTS tail), sometimes large.
@@ -141,15 +148,33 @@ fn argument_checks() {
     assert_eq!(xts.encrypt_unit(&t, &mut big).unwrap_err(), Error::Length);
     assert!(xts.encrypt_unit(&t, &mut big[..1 << 24]).is_ok());
     let mut out = [0u8; 32];
-    assert_eq!(xts.encrypt_unit_to(&t, &[0u8; 33], &mut out).unwrap_err(), Error::Length);
+    assert_eq!(
+        xts.encrypt_unit_to(&t, &[0u8; 33], &mut out).unwrap_err(),
+        Error::Length
+    );
 
     let mut buf = vec![0u8; 4096];
     for bad in [0usize, 8, 15, 24, 4095, (1 << 24) + 16] {
-        assert_eq!(xts.encrypt_sectors(0, bad, &mut buf).unwrap_err(), Error::SectorSize, "{bad}");
+        assert_eq!(
+            xts.encrypt_sectors(0, bad, &mut buf).unwrap_err(),
+            Error::SectorSize,
+            "{bad}"
+        );
     }
-    assert_eq!(xts.encrypt_sectors(0, 512, &mut buf[..1000]).unwrap_err(), Error::Length);
-    assert_eq!(xts.encrypt_sectors(u64::MAX, 512, &mut buf[..1024]).unwrap_err(), Error::SectorOverflow);
-    assert_eq!(xts.encrypt_sectors(u64::MAX - 6, 512, &mut buf).unwrap_err(), Error::SectorOverflow);
+    assert_eq!(
+        xts.encrypt_sectors(0, 512, &mut buf[..1000]).unwrap_err(),
+        Error::Length
+    );
+    assert_eq!(
+        xts.encrypt_sectors(u64::MAX, 512, &mut buf[..1024])
+            .unwrap_err(),
+        Error::SectorOverflow
+    );
+    assert_eq!(
+        xts.encrypt_sectors(u64::MAX - 6, 512, &mut buf)
+            .unwrap_err(),
+        Error::SectorOverflow
+    );
     // The last sector of a run may be 2^64 - 1 exactly.
     let before = buf.clone();
     assert!(xts.encrypt_sectors(u64::MAX - 7, 512, &mut buf).is_ok());
@@ -160,7 +185,10 @@ fn argument_checks() {
     assert!(xts.encrypt_sectors(5, 512, &mut buf[..0]).is_ok());
     assert_eq!(buf, snapshot);
     // A refused call leaves the buffer alone.
-    assert!(xts.encrypt_sectors(u64::MAX, 512, &mut buf[..1024]).is_err());
+    assert!(
+        xts.encrypt_sectors(u64::MAX, 512, &mut buf[..1024])
+            .is_err()
+    );
     assert_eq!(buf, snapshot);
 }
 
@@ -183,5 +211,8 @@ fn debug_shows_no_key_bytes() {
     let xts = Xts::new(&key).unwrap();
     let s = format!("{xts:?}");
     assert!(s.starts_with("Xts {"), "{s}");
-    assert!(!s.to_lowercase().contains("ab") && !s.contains("171"), "{s}");
+    assert!(
+        !s.to_lowercase().contains("ab") && !s.contains("171"),
+        "{s}"
+    );
 }

@@ -2,6 +2,8 @@
 //! and Botan, Wycheproof) on every backend this CPU has, both directions, in
 //! place and out of place. See `tests/data/PROVENANCE.md`.
 
+#![allow(clippy::cast_possible_truncation)] // test data and indices
+
 use envol::xts::{Backend, Error, Xts};
 
 struct Vector {
@@ -35,7 +37,10 @@ fn load() -> Vec<Vector> {
 }
 
 fn available() -> Vec<Backend> {
-    Backend::ALL.into_iter().filter(|b| b.is_available()).collect()
+    Backend::ALL
+        .into_iter()
+        .filter(|b| b.is_available())
+        .collect()
 }
 
 #[test]

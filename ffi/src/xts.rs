@@ -45,7 +45,7 @@ fn slot_ptr(ctx: *const envol_xts) -> Result<*mut Slot, envol_status> {
     if ctx.is_null() {
         return Err(envol_status::ENVOL_ERR_NULL_POINTER);
     }
-    if (ctx as usize) % ENVOL_XTS_ALIGN != 0 {
+    if !(ctx as usize).is_multiple_of(ENVOL_XTS_ALIGN) {
         return Err(envol_status::ENVOL_ERR_ALIGNMENT);
     }
     Ok(ctx.cast_mut().cast())

@@ -10,6 +10,11 @@
 //! sector size and sector number is checked and refused with an [`Error`].
 
 mod backend;
+#[cfg(feature = "std")]
+mod parallel;
+
+#[cfg(feature = "std")]
+pub use parallel::MIN_BYTES_PER_THREAD;
 
 use core::fmt;
 
@@ -298,11 +303,16 @@ impl Xts {
     ///
     /// Returns the number of sectors. The C ABI uses this to refuse a call
     /// before it looks at its buffers.
-    pub fn check_sectors(first_sector: u64, sector_size: usize, len: usize) -> Result<usize, Error> {
-        if !(MIN_UNIT..=MAX_UNIT).contains(&sector_size) || sector_size % BLOCK_SIZE != 0 {
+    pub fn check_sectors(
+        first_sector: u64,
+        sector_size: usize,
+        len: usize,
+    ) -> Result<usize, Error> {
+        if !(MIN_UNIT..=MAX_UNIT).contains(&sector_size) || !sector_size.is_multiple_of(BLOCK_SIZE)
+        {
             return Err(Error::SectorSize);
         }
-        if len % sector_size != 0 {
+        if !len.is_multiple_of(sector_size) {
             return Err(Error::Length);
         }
         let count = len / sector_size;
@@ -449,7 +459,10 @@ impl Xts {
                 let off = done * sector_size;
                 // SAFETY: sector `done` lies inside the `count * sector_size`
                 // bytes the caller vouched for.
-                unsafe { self.engine.blocks(dir, t, src.add(off), dst.add(off), blocks) };
+                unsafe {
+                    self.engine
+                        .blocks(dir, t, src.add(off), dst.add(off), blocks)
+                };
                 done += 1;
             }
         }

@@ -217,8 +217,10 @@ unsafe fn kernel<const NR: usize, const DEC: bool>(
             s[j] = _mm_xor_si128(x, _mm_xor_si128(tw[j], rk[0]));
         }
         for k in &rk[1..NR] {
-            for s in s.iter_mut() {
-                *s = round::<DEC>(*s, *k);
+            if DEC {
+                super::vaes::round_x8_sse!("aesdec", s, *k);
+            } else {
+                super::vaes::round_x8_sse!("aesenc", s, *k);
             }
         }
         for j in 0..8 {

@@ -187,6 +187,10 @@ pub(crate) fn expand_key(key: &[u8], out: &mut [[u8; 16]; 15], sub_word: impl Fn
 }
 
 /// The key material of one [`Xts`](super::Xts), laid out for its backend.
+///
+/// Variants differ in size; boxing would need a heap, and the C ABI's
+/// context has room for the largest anyway.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Engine {
     Soft(soft::SoftKeys),
     #[cfg(target_arch = "x86_64")]
@@ -277,17 +281,22 @@ impl Engine {
         if n == 0 {
             return;
         }
-        // SAFETY (all arms): each variant exists only after its CPU features
-        // were detected; the pointer contract is forwarded from the caller.
+        // Each variant exists only after its CPU features were detected
+        // (`Engine::new`); the pointer contract is forwarded from the caller.
         match self {
+            // SAFETY: see above.
             Engine::Soft(k) => unsafe { k.blocks(dir, t, src, dst, n) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: see above.
             Engine::Aesni(k) => unsafe { aesni::blocks(k, dir, t, src, dst, n) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: see above.
             Engine::Vaes256(k) => unsafe { vaes::blocks256(k, dir, t, src, dst, n) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: see above.
             Engine::Vaes512(k) => unsafe { vaes::blocks512(k, dir, t, src, dst, n) },
             #[cfg(target_arch = "aarch64")]
+            // SAFETY: see above.
             Engine::Armv8(k) => unsafe { armv8::blocks(k, dir, t, src, dst, n) },
         }
     }

@@ -16,6 +16,7 @@ use super::super::{Dir, KeySize};
 const BATCH: usize = 32;
 
 /// key1 and key2 as `aes` cipher instances (which zeroize themselves on drop).
+#[allow(clippy::large_enum_variant)] // no heap; see `Engine`
 pub(crate) enum SoftKeys {
     Aes128(Aes128, Aes128),
     Aes256(Aes256, Aes256),

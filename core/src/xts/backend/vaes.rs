@@ -15,6 +15,78 @@ use super::super::Dir;
 use super::HwKeys;
 use super::aesni::{load_keys, mul_x, one_block};
 
+/// One AES round on eight registers, as one asm block: LLVM's scheduler
+/// otherwise serialises some chains to save registers and the AES units
+/// starve. The blocks stay in program order; everything else (loads,
+/// stores, tweak updates) is scheduled freely around them.
+macro_rules! round_x8 {
+    ($insn:literal, $class:ident, $s:ident, $k:expr) => {
+        // SAFETY: register-only AES instructions the caller's target
+        // features provide; no memory, stack or flags are touched.
+        unsafe {
+            core::arch::asm!(
+                concat!($insn, " {0}, {0}, {k}"),
+                concat!($insn, " {1}, {1}, {k}"),
+                concat!($insn, " {2}, {2}, {k}"),
+                concat!($insn, " {3}, {3}, {k}"),
+                concat!($insn, " {4}, {4}, {k}"),
+                concat!($insn, " {5}, {5}, {k}"),
+                concat!($insn, " {6}, {6}, {k}"),
+                concat!($insn, " {7}, {7}, {k}"),
+                inout($class) $s[0], inout($class) $s[1], inout($class) $s[2],
+                inout($class) $s[3], inout($class) $s[4], inout($class) $s[5],
+                inout($class) $s[6], inout($class) $s[7],
+                k = in($class) $k,
+                options(nomem, nostack, preserves_flags),
+            )
+        }
+    };
+}
+
+/// [`round_x8`] in the two-operand SSE encoding (AES-NI without AVX).
+macro_rules! round_x8_sse {
+    ($insn:literal, $s:ident, $k:expr) => {
+        // SAFETY: as for `round_x8`.
+        unsafe {
+            core::arch::asm!(
+                concat!($insn, " {0}, {k}"),
+                concat!($insn, " {1}, {k}"),
+                concat!($insn, " {2}, {k}"),
+                concat!($insn, " {3}, {k}"),
+                concat!($insn, " {4}, {k}"),
+                concat!($insn, " {5}, {k}"),
+                concat!($insn, " {6}, {k}"),
+                concat!($insn, " {7}, {k}"),
+                inout(xmm_reg) $s[0], inout(xmm_reg) $s[1], inout(xmm_reg) $s[2],
+                inout(xmm_reg) $s[3], inout(xmm_reg) $s[4], inout(xmm_reg) $s[5],
+                inout(xmm_reg) $s[6], inout(xmm_reg) $s[7],
+                k = in(xmm_reg) $k,
+                options(nomem, nostack, preserves_flags),
+            )
+        }
+    };
+}
+pub(super) use round_x8_sse;
+
+/// One AES round on four registers; see [`round_x8`].
+macro_rules! round_x4 {
+    ($insn:literal, $class:ident, $s:ident, $k:expr) => {
+        // SAFETY: as for `round_x8`.
+        unsafe {
+            core::arch::asm!(
+                concat!($insn, " {0}, {0}, {k}"),
+                concat!($insn, " {1}, {1}, {k}"),
+                concat!($insn, " {2}, {2}, {k}"),
+                concat!($insn, " {3}, {3}, {k}"),
+                inout($class) $s[0], inout($class) $s[1], inout($class) $s[2],
+                inout($class) $s[3],
+                k = in($class) $k,
+                options(nomem, nostack, preserves_flags),
+            )
+        }
+    };
+}
+
 /// Multiplies each 128-bit lane by x^K (0 < K < 57, R = 64 - K).
 #[inline]
 #[target_feature(enable = "avx2,vpclmulqdq")]
@@ -101,8 +173,10 @@ unsafe fn kernel256<const NR: usize, const DEC: bool>(
             s[j] = _mm256_xor_si256(x, _mm256_xor_si256(tw[j], rk[0]));
         }
         for k in &rk[1..NR] {
-            for s in s.iter_mut() {
-                *s = round256::<DEC>(*s, *k);
+            if DEC {
+                round_x8!("vaesdec", ymm_reg, s, *k);
+            } else {
+                round_x8!("vaesenc", ymm_reg, s, *k);
             }
         }
         for j in 0..8 {
@@ -232,8 +306,10 @@ unsafe fn kernel512<const NR: usize, const DEC: bool>(
             s[j] = _mm512_ternarylogic_epi64::<0x96>(x, tw[j], rk[0]);
         }
         for k in &rk[1..NR] {
-            for s in s.iter_mut() {
-                *s = round512::<DEC>(*s, *k);
+            if DEC {
+                round_x4!("vaesdec", zmm_reg, s, *k);
+            } else {
+                round_x4!("vaesenc", zmm_reg, s, *k);
             }
         }
         for j in 0..4 {

@@ -34,7 +34,10 @@ pub(crate) fn features() -> Features {
 }
 
 fn encode(f: Features) -> u8 {
-    u8::from(f.aesni) | u8::from(f.vaes256) << 1 | u8::from(f.vaes512) << 2 | u8::from(f.prefer_512) << 3
+    u8::from(f.aesni)
+        | u8::from(f.vaes256) << 1
+        | u8::from(f.vaes512) << 2
+        | u8::from(f.prefer_512) << 3
 }
 
 fn decode(b: u8) -> Features {

@@ -1,0 +1,297 @@
+//! Side-by-side throughput in one run: the AES ceiling, every envol
+//! backend, OpenSSL 4.0 (vendored) and the xts-mode crate, for both key
+//! sizes, both directions, 512 B and 4 KiB sectors. Prints markdown.
+//!
+//!     cargo run --release -p envol-bench --bin compare [-- --quick]
+//!
+//! Every figure is the best of several samples taken in rotation, so slow
+//! phases of a noisy machine hit every implementation alike; read the ratios.
+#![allow(missing_docs, clippy::cast_possible_truncation)]
+
+use std::time::Instant;
+
+use envol::xts::{Backend, Xts};
+use envol_bench::{Impl, XtsMode, ceiling, envol_backends};
+
+const RUN: usize = 64 * 1024;
+
+struct Cfg {
+    rounds: usize,
+    min_ns: u128,
+}
+
+fn sample(min_ns: u128, f: &mut dyn FnMut()) -> f64 {
+    let mut iters = 0u64;
+    let t = Instant::now();
+    loop {
+        f();
+        iters += 1;
+        let e = t.elapsed().as_nanos();
+        if e >= min_ns {
+            return e as f64 / iters as f64;
+        }
+    }
+}
+
+/// Measures each closure in rotation; returns GB/s per closure.
+fn rotate(cfg: &Cfg, bytes: &[usize], fs: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
+    for f in fs.iter_mut() {
+        f();
+    }
+    let mut best = vec![f64::MAX; fs.len()];
+    for _ in 0..cfg.rounds {
+        for (i, f) in fs.iter_mut().enumerate() {
+            best[i] = best[i].min(sample(cfg.min_ns, f.as_mut()));
+        }
+    }
+    best.iter()
+        .zip(bytes)
+        .map(|(ns, b)| *b as f64 / ns)
+        .collect()
+}
+
+fn key_for(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
+        .collect()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Child mode: envol's `aesni` against OpenSSL with AVX and VAES masked
+/// off by `OPENSSL_ia32cap`, side by side in this process.
+#[cfg(feature = "openssl")]
+fn child_aesni(cfg: &Cfg) {
+    for klen in [32usize, 64] {
+        let key = key_for(klen);
+        for sector in [512usize, 4096] {
+            for enc in [true, false] {
+                let mut a = envol_bench::Envol(Xts::with_backend(&key, Backend::Aesni).unwrap());
+                let mut o = envol_bench::ossl::OpenSsl::new(&key, "openssl");
+                let mut b1 = vec![0u8; RUN];
+                let mut b2 = vec![0u8; RUN];
+                let mut fs: Vec<Box<dyn FnMut() + '_>> = vec![
+                    Box::new(|| {
+                        if enc {
+                            a.encrypt(0, sector, &mut b1)
+                        } else {
+                            a.decrypt(0, sector, &mut b1)
+                        }
+                    }),
+                    Box::new(|| {
+                        if enc {
+                            o.encrypt(0, sector, &mut b2)
+                        } else {
+                            o.decrypt(0, sector, &mut b2)
+                        }
+                    }),
+                ];
+                let r = rotate(cfg, &[RUN, RUN], &mut fs);
+                println!("CHILD {klen} {enc} {sector} {} {}", r[0], r[1]);
+            }
+        }
+    }
+}
+
+fn main() {
+    // Detection cost: the first probe of this process, before anything else.
+    let t = Instant::now();
+    let detected = Backend::detect();
+    let detect_ns = t.elapsed().as_nanos();
+
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let cfg = if quick {
+        Cfg {
+            rounds: 3,
+            min_ns: 20_000_000,
+        }
+    } else {
+        Cfg {
+            rounds: 7,
+            min_ns: 60_000_000,
+        }
+    };
+    #[cfg(feature = "openssl")]
+    if args.iter().any(|a| a == "--child-aesni") {
+        child_aesni(&cfg);
+        return;
+    }
+
+    println!("## envol `compare`\n");
+    println!("- CPU: {}", cpu_model());
+    println!("- detected backend: `{detected}`; first detection took {detect_ns} ns");
+    #[cfg(feature = "openssl")]
+    println!("- OpenSSL: {}", envol_bench::ossl::version());
+    println!(
+        "- command: `cargo run --release -p envol-bench --bin compare{}`",
+        if quick { " -- --quick" } else { "" }
+    );
+    println!(
+        "- buffers: {} KiB runs of sectors (L2-resident); best of {} samples of >= {} ms each, in rotation\n",
+        RUN / 1024,
+        cfg.rounds,
+        cfg.min_ns / 1_000_000
+    );
+
+    // Key setup cost.
+    for klen in [32usize, 64] {
+        let key = key_for(klen);
+        for b in Backend::ALL.into_iter().filter(|b| b.is_available()) {
+            let n = 20_000;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(Xts::with_backend(std::hint::black_box(&key), b).unwrap());
+            }
+            let ns = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("- key setup, XTS-AES-{} on `{b}`: {ns:.0} ns", klen * 4);
+        }
+    }
+    println!();
+
+    let (ceil_name, ceil_fn) = ceiling::widest();
+    println!(
+        "Ceiling: `{ceil_name}`, 8 registers of independent AES rounds over a 16 KiB buffer.\n"
+    );
+    println!("| key | op | sector | implementation | GB/s | vs OpenSSL | of ceiling |");
+    println!("| --- | --- | ---: | --- | ---: | ---: | ---: |");
+
+    for klen in [32usize, 64] {
+        let key = key_for(klen);
+        let rounds = if klen == 32 { 10 } else { 14 };
+        for enc in [true, false] {
+            for sector in [512usize, 4096] {
+                let mut impls: Vec<Box<dyn Impl>> = Vec::new();
+                for e in envol_backends(&key) {
+                    impls.push(Box::new(e));
+                }
+                #[cfg(feature = "openssl")]
+                impls.push(Box::new(envol_bench::ossl::OpenSsl::new(&key, "openssl")));
+                impls.push(Box::new(XtsMode::new(&key)));
+                let names: Vec<String> = impls.iter().map(|i| i.name()).collect();
+
+                let mut bufs: Vec<Vec<u8>> = impls.iter().map(|_| vec![0u8; RUN]).collect();
+                let mut ceil_buf = vec![0u8; 16 * 1024];
+                #[cfg(feature = "openssl")]
+                let mut big = envol_bench::ossl::OpenSsl::new(&key, "openssl-1MiB-units");
+                #[cfg(feature = "openssl")]
+                let mut big_buf = vec![0u8; 1 << 20];
+
+                let mut fs: Vec<Box<dyn FnMut() + '_>> = Vec::new();
+                let mut sizes = Vec::new();
+                fs.push(Box::new(|| ceil_fn(&mut ceil_buf, rounds)));
+                sizes.push(16 * 1024);
+                for (imp, buf) in impls.iter_mut().zip(bufs.iter_mut()) {
+                    fs.push(Box::new(move || {
+                        if enc {
+                            imp.encrypt(0, sector, buf)
+                        } else {
+                            imp.decrypt(0, sector, buf)
+                        }
+                    }));
+                    sizes.push(RUN);
+                }
+                #[cfg(feature = "openssl")]
+                if sector == 4096 {
+                    fs.push(Box::new(|| {
+                        if enc {
+                            big.encrypt(0, 1 << 20, &mut big_buf)
+                        } else {
+                            big.decrypt(0, 1 << 20, &mut big_buf)
+                        }
+                    }));
+                    sizes.push(1 << 20);
+                }
+                let r = rotate(&cfg, &sizes, &mut fs);
+                let ceil = r[0];
+                let ossl = names.iter().position(|n| n == "openssl").map(|i| r[i + 1]);
+                let mut rows: Vec<(String, f64)> =
+                    names.iter().cloned().zip(r[1..].iter().copied()).collect();
+                if r.len() > names.len() + 1 {
+                    rows.push(("openssl, 1 MiB units".into(), r[names.len() + 1]));
+                }
+                let kname = if klen == 32 {
+                    "XTS-AES-128"
+                } else {
+                    "XTS-AES-256"
+                };
+                let op = if enc { "encrypt" } else { "decrypt" };
+                println!(
+                    "| {kname} | {op} | {sector} | ceiling ({ceil_name}) | {ceil:.2} | | 1.00 |"
+                );
+                for (n, g) in rows {
+                    let vs = ossl.map(|o| format!("{:.2}", g / o)).unwrap_or_default();
+                    println!(
+                        "| {kname} | {op} | {sector} | {n} | {g:.2} | {vs} | {:.2} |",
+                        g / ceil
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "openssl")]
+    if Backend::Aesni.is_available() {
+        // OpenSSL restricted to its SSE AES-NI path: mask AVX (CPUID.1:ECX
+        // bit 28) and AVX2, AVX-512F/BW/VL, VAES, VPCLMULQDQ (CPUID.7).
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--child-aesni")
+            .args(if quick { vec!["--quick"] } else { vec![] })
+            .env("OPENSSL_ia32cap", "~0x1000000000000000:~0x6000c0010020")
+            .output()
+            .unwrap();
+        println!(
+            "\nOpenSSL restricted to AES-NI (`OPENSSL_ia32cap=~0x1000000000000000:~0x6000c0010020`), against envol `aesni`, side by side in one process:\n"
+        );
+        println!("| key | op | sector | envol aesni GB/s | OpenSSL AES-NI GB/s | ratio |");
+        println!("| --- | --- | ---: | ---: | ---: | ---: |");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() == 6 && f[0] == "CHILD" {
+                let e: f64 = f[4].parse().unwrap_or(0.0);
+                let o: f64 = f[5].parse().unwrap_or(1.0);
+                let k = if f[1] == "32" {
+                    "XTS-AES-128"
+                } else {
+                    "XTS-AES-256"
+                };
+                let op = if f[2] == "true" { "encrypt" } else { "decrypt" };
+                println!("| {k} | {op} | {} | {e:.2} | {o:.2} | {:.2} |", f[3], e / o);
+            }
+        }
+    }
+
+    // Thread scaling of the std helper on a long run (16 MiB of 4 KiB sectors).
+    {
+        let key = key_for(64);
+        let xts = Xts::new(&key).unwrap();
+        let len = 16 << 20;
+        let mut b1 = vec![0u8; len];
+        let mut b2 = vec![0u8; len];
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut fs: Vec<Box<dyn FnMut() + '_>> = vec![
+            Box::new(|| xts.encrypt_sectors_parallel(0, 4096, &mut b1, 1).unwrap()),
+            Box::new(|| {
+                xts.encrypt_sectors_parallel(0, 4096, &mut b2, cores)
+                    .unwrap()
+            }),
+        ];
+        let r = rotate(&cfg, &[len, len], &mut fs);
+        println!(
+            "\nThreads: XTS-AES-256 encrypt, 16 MiB of 4 KiB sectors on `{}`: 1 thread {:.2} GB/s, {cores} threads {:.2} GB/s, scaling {:.2}x\n",
+            xts.backend(),
+            r[0],
+            r[1],
+            r[1] / r[0]
+        );
+    }
+}
