@@ -12,6 +12,8 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod envelope;
+pub mod kms;
 pub mod xts;
 
 pub use xts::{Backend, Error as XtsError, KeySize, Xts};

@@ -1,0 +1,681 @@
+//! Data keys, encryption contexts and the wrapped-key blob.
+//!
+//! A data key (DEK) is wrapped with AES-256-GCM under a master key that never
+//! leaves the key service. The blob is self-describing (master key id,
+//! backing-key version, nonce, ciphertext, tag), so unwrapping needs nothing
+//! from the caller but the blob and the encryption context. The associated
+//! data is the blob's own header followed by the canonical encoding of the
+//! context: a blob moved to another volume, a context edited by one byte, or
+//! a header field changed all fail to unwrap, with one error that does not
+//! say which.
+//!
+//! Everything here is `no_std` and allocation-free; every parser is total.
+
+use core::fmt;
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+use crate::xts::KeySize;
+
+/// Most key/value pairs an encryption context may hold.
+pub const MAX_CONTEXT_PAIRS: usize = 16;
+/// Longest context key, in bytes.
+pub const MAX_CONTEXT_KEY: usize = 128;
+/// Longest context value, in bytes.
+pub const MAX_CONTEXT_VALUE: usize = 256;
+/// Longest canonical context encoding.
+pub const MAX_CONTEXT_ENCODED: usize =
+    2 + MAX_CONTEXT_PAIRS * (2 + MAX_CONTEXT_KEY + 2 + MAX_CONTEXT_VALUE);
+/// Longest master key id, in bytes.
+pub const MAX_KEY_ID: usize = 64;
+/// Largest secret a blob can carry (data keys are 32 or 64 bytes).
+pub const MAX_SECRET: usize = 4096;
+/// Fixed bytes of a blob besides key id and ciphertext.
+pub const BLOB_OVERHEAD: usize = HEADER_FIXED + 16;
+/// Largest blob.
+pub const MAX_BLOB: usize = BLOB_OVERHEAD + MAX_KEY_ID + MAX_SECRET;
+/// Size of a blob wrapping a data key of `size` under a key id of `id_len` bytes.
+pub const fn blob_len(id_len: usize, secret_len: usize) -> usize {
+    BLOB_OVERHEAD + id_len + secret_len
+}
+
+const MAGIC: [u8; 4] = *b"EVWK";
+/// The blob format version this code writes and reads.
+pub const BLOB_VERSION: u8 = 1;
+const ALG_AES256_GCM: u8 = 1;
+/// magic, version, alg, flags (2), id len, backing version (4), nonce (12), ct len (2).
+const HEADER_FIXED: usize = 4 + 1 + 1 + 2 + 1 + 4 + 12 + 2;
+
+/// Why an envelope operation failed. No variant carries secret bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// The blob does not start with the envelope magic.
+    BadMagic,
+    /// The blob's format version is not one this code knows.
+    UnsupportedVersion(u8),
+    /// The blob names an algorithm this code does not know.
+    UnsupportedAlgorithm(u8),
+    /// The blob sets flags this code does not know.
+    UnknownFlags(u16),
+    /// The blob is shorter or longer than its own fields say.
+    Truncated,
+    /// A length field or string is out of bounds or malformed.
+    Malformed,
+    /// The context breaks a bound, repeats a key or is not canonical.
+    BadContext,
+    /// A key id is empty, too long or has characters outside `[A-Za-z0-9._:/-]`.
+    BadKeyId,
+    /// An output buffer is too small.
+    BufferTooSmall,
+    /// The secret is empty or larger than [`MAX_SECRET`], or a data key has
+    /// the wrong length.
+    BadLength,
+    /// Authentication failed: wrong master key, edited blob, or a context
+    /// that is not the one the blob was made with. Deliberately one error.
+    Unwrap,
+    /// The random number generator failed.
+    Rng,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadMagic => f.write_str("not a wrapped-key blob (bad magic)"),
+            Error::UnsupportedVersion(v) => write!(f, "unsupported blob version {v}"),
+            Error::UnsupportedAlgorithm(a) => write!(f, "unsupported blob algorithm {a}"),
+            Error::UnknownFlags(x) => write!(f, "unknown blob flags {x:#06x}"),
+            Error::Truncated => f.write_str("blob length does not match its fields"),
+            Error::Malformed => f.write_str("malformed field"),
+            Error::BadContext => f.write_str("invalid encryption context"),
+            Error::BadKeyId => f.write_str("invalid key id"),
+            Error::BufferTooSmall => f.write_str("output buffer too small"),
+            Error::BadLength => f.write_str("invalid secret length"),
+            Error::Unwrap => f.write_str("unwrap failed: invalid ciphertext or context"),
+            Error::Rng => f.write_str("random number generator failed"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// A plaintext data key: 32 bytes (XTS-AES-128) or 64 bytes (XTS-AES-256).
+/// Zeroized on drop; `Debug` shows only its size.
+pub struct DataKey {
+    bytes: [u8; 64],
+    size: KeySize,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataKey")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl DataKey {
+    /// A fresh random key of `size` from a cryptographic RNG.
+    pub fn generate<R: rand_core::TryCryptoRng + ?Sized>(
+        size: KeySize,
+        rng: &mut R,
+    ) -> Result<DataKey, Error> {
+        let mut k = DataKey {
+            bytes: [0; 64],
+            size,
+        };
+        let n = size.key_len();
+        rng.try_fill_bytes(&mut k.bytes[..n])
+            .map_err(|_| Error::Rng)?;
+        Ok(k)
+    }
+
+    /// Copies a key of 32 or 64 bytes.
+    pub fn from_bytes(key: &[u8]) -> Result<DataKey, Error> {
+        let size = KeySize::from_key_len(key.len()).map_err(|_| Error::BadLength)?;
+        let mut k = DataKey {
+            bytes: [0; 64],
+            size,
+        };
+        k.bytes[..key.len()].copy_from_slice(key);
+        Ok(k)
+    }
+
+    /// The key bytes (key1 ‖ key2), for [`crate::xts::Xts::new`].
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.size.key_len()]
+    }
+
+    /// The XTS key size.
+    pub fn size(&self) -> KeySize {
+        self.size
+    }
+}
+
+/// An encryption context: up to 16 UTF-8 key/value pairs, held sorted by key
+/// so that equal contexts encode to equal bytes whatever order they came in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Context<'a> {
+    pairs: [(&'a str, &'a str); MAX_CONTEXT_PAIRS],
+    len: usize,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> Context<'a> {
+    /// The empty context.
+    pub const fn empty() -> Context<'a> {
+        Context {
+            pairs: [("", ""); MAX_CONTEXT_PAIRS],
+            len: 0,
+        }
+    }
+
+    /// A context from pairs in any order. Refuses more than 16 pairs, empty
+    /// or over-long keys, over-long values and repeated keys.
+    pub fn new(pairs: &[(&'a str, &'a str)]) -> Result<Context<'a>, Error> {
+        if pairs.len() > MAX_CONTEXT_PAIRS {
+            return Err(Error::BadContext);
+        }
+        let mut c = Context::empty();
+        for &(k, v) in pairs {
+            c.insert(k, v)?;
+        }
+        Ok(c)
+    }
+
+    /// Adds a pair, keeping the order; a repeated key is refused.
+    pub fn insert(&mut self, key: &'a str, value: &'a str) -> Result<(), Error> {
+        if key.is_empty()
+            || key.len() > MAX_CONTEXT_KEY
+            || value.len() > MAX_CONTEXT_VALUE
+            || self.len == MAX_CONTEXT_PAIRS
+        {
+            return Err(Error::BadContext);
+        }
+        let pos = match self.pairs[..self.len]
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+        {
+            Ok(_) => return Err(Error::BadContext),
+            Err(p) => p,
+        };
+        self.pairs.copy_within(pos..self.len, pos + 1);
+        self.pairs[pos] = (key, value);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value for `key`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs[..self.len]
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+            .ok()
+            .map(|i| self.pairs[i].1)
+    }
+
+    /// The pairs, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.pairs[..self.len].iter().copied()
+    }
+
+    /// Length of the canonical encoding.
+    pub fn encoded_len(&self) -> usize {
+        2 + self
+            .iter()
+            .map(|(k, v)| 4 + k.len() + v.len())
+            .sum::<usize>()
+    }
+
+    /// Writes the canonical encoding: a u16 pair count, then per pair (by key)
+    /// a u16 key length, the key, a u16 value length, the value; little endian.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let n = self.encoded_len();
+        let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        let mut w = Writer { buf: out, pos: 0 };
+        // Bounds were checked on insert, so these fit in u16.
+        w.put(&le16(self.len));
+        for (k, v) in self.iter() {
+            w.put(&le16(k.len()));
+            w.put(k.as_bytes());
+            w.put(&le16(v.len()));
+            w.put(v.as_bytes());
+        }
+        Ok(n)
+    }
+
+    /// Parses a canonical encoding; anything else (unsorted, repeated keys,
+    /// bad UTF-8, bounds, trailing bytes) is refused.
+    pub fn decode(bytes: &'a [u8]) -> Result<Context<'a>, Error> {
+        let mut r = Reader { buf: bytes, pos: 0 };
+        let n = usize::from(r.u16().ok_or(Error::BadContext)?);
+        if n > MAX_CONTEXT_PAIRS {
+            return Err(Error::BadContext);
+        }
+        let mut c = Context::empty();
+        for _ in 0..n {
+            let kl = usize::from(r.u16().ok_or(Error::BadContext)?);
+            let k = r.take(kl).ok_or(Error::BadContext)?;
+            let vl = usize::from(r.u16().ok_or(Error::BadContext)?);
+            let v = r.take(vl).ok_or(Error::BadContext)?;
+            let k = core::str::from_utf8(k).map_err(|_| Error::BadContext)?;
+            let v = core::str::from_utf8(v).map_err(|_| Error::BadContext)?;
+            if c.len > 0 && c.pairs[c.len - 1].0.as_bytes() >= k.as_bytes() {
+                return Err(Error::BadContext);
+            }
+            c.insert(k, v)?;
+        }
+        if r.pos != bytes.len() {
+            return Err(Error::BadContext);
+        }
+        Ok(c)
+    }
+}
+
+/// A length as u16 little endian. Every caller bounds `n` well below 2^16
+/// first; saturating keeps this total regardless.
+fn le16(n: usize) -> [u8; 2] {
+    u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes()
+}
+
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    /// Callers size `buf` exactly first, so this never runs past its end.
+    fn put(&mut self, b: &[u8]) {
+        let end = self.pos + b.len();
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(b);
+        }
+        self.pos = end;
+    }
+}
+
+struct Reader<'b> {
+    buf: &'b [u8],
+    pos: usize,
+}
+
+impl<'b> Reader<'b> {
+    fn take(&mut self, n: usize) -> Option<&'b [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Checks a master key id: 1..=64 bytes of `[A-Za-z0-9._:/-]`.
+pub fn check_key_id(id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_KEY_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'));
+    if ok { Ok(()) } else { Err(Error::BadKeyId) }
+}
+
+/// A parsed wrapped-key blob, borrowing from its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct WrappedKey<'a> {
+    key_id: &'a str,
+    backing_version: u32,
+    nonce: [u8; 12],
+    ciphertext: &'a [u8],
+    tag: [u8; 16],
+}
+
+impl fmt::Debug for WrappedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("key_id", &self.key_id)
+            .field("backing_version", &self.backing_version)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> WrappedKey<'a> {
+    /// Parses a blob. Total: any bytes give a value or a typed error; the
+    /// whole input must be exactly one blob.
+    pub fn parse(bytes: &'a [u8]) -> Result<WrappedKey<'a>, Error> {
+        let mut r = Reader { buf: bytes, pos: 0 };
+        if r.take(4).ok_or(Error::Truncated)? != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = r.u8().ok_or(Error::Truncated)?;
+        if version != BLOB_VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let alg = r.u8().ok_or(Error::Truncated)?;
+        if alg != ALG_AES256_GCM {
+            return Err(Error::UnsupportedAlgorithm(alg));
+        }
+        let flags = r.u16().ok_or(Error::Truncated)?;
+        if flags != 0 {
+            return Err(Error::UnknownFlags(flags));
+        }
+        let id_len = usize::from(r.u8().ok_or(Error::Truncated)?);
+        let id = r.take(id_len).ok_or(Error::Truncated)?;
+        let key_id = core::str::from_utf8(id).map_err(|_| Error::BadKeyId)?;
+        check_key_id(key_id)?;
+        let backing_version = r.u32().ok_or(Error::Truncated)?;
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(r.take(12).ok_or(Error::Truncated)?);
+        let ct_len = usize::from(r.u16().ok_or(Error::Truncated)?);
+        if ct_len == 0 || ct_len > MAX_SECRET {
+            return Err(Error::Malformed);
+        }
+        let ciphertext = r.take(ct_len).ok_or(Error::Truncated)?;
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(r.take(16).ok_or(Error::Truncated)?);
+        if r.pos != bytes.len() {
+            return Err(Error::Truncated);
+        }
+        Ok(WrappedKey {
+            key_id,
+            backing_version,
+            nonce,
+            ciphertext,
+            tag,
+        })
+    }
+
+    /// The master key this blob was wrapped under.
+    pub fn key_id(&self) -> &'a str {
+        self.key_id
+    }
+
+    /// Which backing version of that master key.
+    pub fn backing_version(&self) -> u32 {
+        self.backing_version
+    }
+
+    /// Length of the wrapped secret.
+    pub fn secret_len(&self) -> usize {
+        self.ciphertext.len()
+    }
+
+    /// Length of the encoded blob.
+    pub fn encoded_len(&self) -> usize {
+        blob_len(self.key_id.len(), self.ciphertext.len())
+    }
+
+    /// Writes the blob; `encode(parse(b)) == b` for every accepted `b`.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let n = self.encoded_len();
+        let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        let h = write_header(
+            out,
+            self.key_id,
+            self.backing_version,
+            &self.nonce,
+            self.ciphertext.len(),
+        );
+        out[h..h + self.ciphertext.len()].copy_from_slice(self.ciphertext);
+        out[h + self.ciphertext.len()..].copy_from_slice(&self.tag);
+        Ok(n)
+    }
+
+    /// Decrypts the secret into `out` with the master key material of the
+    /// blob's backing version, checking the context. Returns its length.
+    pub fn open(
+        &self,
+        master: &MasterKey,
+        context: &Context<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let n = self.ciphertext.len();
+        let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        let mut header = [0u8; HEADER_FIXED + MAX_KEY_ID];
+        let h = write_header(
+            &mut header,
+            self.key_id,
+            self.backing_version,
+            &self.nonce,
+            n,
+        );
+        let mut aad = [0u8; HEADER_FIXED + MAX_KEY_ID + MAX_CONTEXT_ENCODED];
+        aad[..h].copy_from_slice(&header[..h]);
+        let c = context.encode(&mut aad[h..])?;
+        out.copy_from_slice(self.ciphertext);
+        let cipher = Aes256Gcm::new(&master.0.into());
+        let result = cipher.decrypt_inout_detached(
+            &Nonce::from(self.nonce),
+            &aad[..h + c],
+            out.into(),
+            &Tag::from(self.tag),
+        );
+        if result.is_err() {
+            out.zeroize();
+            return Err(Error::Unwrap);
+        }
+        Ok(n)
+    }
+}
+
+/// Writes the blob header (everything before the ciphertext) into the start
+/// of `out`, which the caller sized; returns its length.
+fn write_header(
+    out: &mut [u8],
+    key_id: &str,
+    backing_version: u32,
+    nonce: &[u8; 12],
+    ct_len: usize,
+) -> usize {
+    let mut w = Writer { buf: out, pos: 0 };
+    w.put(&MAGIC);
+    w.put(&[BLOB_VERSION, ALG_AES256_GCM]);
+    w.put(&0u16.to_le_bytes());
+    // Key ids are at most 64 bytes and secrets at most 4096 (checked by callers).
+    w.put(&[u8::try_from(key_id.len()).unwrap_or(u8::MAX)]);
+    w.put(key_id.as_bytes());
+    w.put(&backing_version.to_le_bytes());
+    w.put(nonce);
+    w.put(&le16(ct_len));
+    w.pos
+}
+
+/// 256-bit master key material of one backing version. Lives only inside a
+/// key service; zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl PartialEq for MasterKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl MasterKey {
+    /// Fresh random key material.
+    pub fn generate<R: rand_core::TryCryptoRng + ?Sized>(rng: &mut R) -> Result<MasterKey, Error> {
+        let mut k = MasterKey([0; 32]);
+        rng.try_fill_bytes(&mut k.0).map_err(|_| Error::Rng)?;
+        Ok(k)
+    }
+
+    /// Key material from bytes (for sealed stores and key services that
+    /// hold their own material).
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
+    /// The raw bytes, for sealing a key store. Only key services call this.
+    pub fn expose_for_sealing(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Wraps `secret` (1..=4096 bytes) into `out`, bound to `context`, with a
+    /// fresh random nonce. Returns the blob length.
+    pub fn seal<R: rand_core::TryCryptoRng + ?Sized>(
+        &self,
+        key_id: &str,
+        backing_version: u32,
+        context: &Context<'_>,
+        secret: &[u8],
+        rng: &mut R,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        check_key_id(key_id)?;
+        if secret.is_empty() || secret.len() > MAX_SECRET {
+            return Err(Error::BadLength);
+        }
+        let total = blob_len(key_id.len(), secret.len());
+        let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+        let mut nonce = [0u8; 12];
+        rng.try_fill_bytes(&mut nonce).map_err(|_| Error::Rng)?;
+        let h = write_header(out, key_id, backing_version, &nonce, secret.len());
+        let mut aad = [0u8; HEADER_FIXED + MAX_KEY_ID + MAX_CONTEXT_ENCODED];
+        aad[..h].copy_from_slice(&out[..h]);
+        let c = context.encode(&mut aad[h..])?;
+        let (body, tag_out) = out[h..].split_at_mut(secret.len());
+        body.copy_from_slice(secret);
+        let cipher = Aes256Gcm::new(&self.0.into());
+        let tag = cipher
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad[..h + c], body.into())
+            .map_err(|_| Error::BadLength)?;
+        tag_out.copy_from_slice(&tag);
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counter(u8);
+    impl rand_core::TryRng for Counter {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(0)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(0)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for b in dst {
+                self.0 = self.0.wrapping_add(1);
+                *b = self.0;
+            }
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for Counter {}
+
+    #[test]
+    fn context_is_order_independent_and_strict() {
+        let a = Context::new(&[("volume", "v1"), ("host", "h")]).unwrap();
+        let b = Context::new(&[("host", "h"), ("volume", "v1")]).unwrap();
+        assert_eq!(a, b);
+        let mut ea = [0u8; 64];
+        let n = a.encode(&mut ea).unwrap();
+        assert_eq!(Context::decode(&ea[..n]).unwrap(), a);
+        assert_eq!(
+            Context::new(&[("k", "1"), ("k", "2")]),
+            Err(Error::BadContext)
+        );
+        assert_eq!(Context::new(&[("", "1")]), Err(Error::BadContext));
+        // Unsorted encodings are not canonical.
+        let bad = [2, 0, 1, 0, b'b', 0, 0, 1, 0, b'a', 0, 0];
+        assert_eq!(Context::decode(&bad), Err(Error::BadContext));
+        assert_eq!(a.get("volume"), Some("v1"));
+    }
+
+    #[test]
+    fn seal_open_and_refusals() {
+        let mut rng = Counter(0);
+        let mk = MasterKey::generate(&mut rng).unwrap();
+        let ctx = Context::new(&[("volume", "vol-1")]).unwrap();
+        let dek = DataKey::generate(KeySize::Aes256, &mut rng).unwrap();
+        let mut blob = [0u8; MAX_BLOB];
+        let n = mk
+            .seal("alias/disk", 3, &ctx, dek.as_bytes(), &mut rng, &mut blob)
+            .unwrap();
+        assert_eq!(n, blob_len(10, 64));
+        let w = WrappedKey::parse(&blob[..n]).unwrap();
+        assert_eq!((w.key_id(), w.backing_version()), ("alias/disk", 3));
+        let mut re = [0u8; MAX_BLOB];
+        assert_eq!(w.encode(&mut re).unwrap(), n);
+        assert_eq!(&re[..n], &blob[..n]);
+        let mut out = [0u8; 64];
+        assert_eq!(w.open(&mk, &ctx, &mut out).unwrap(), 64);
+        assert_eq!(&out, dek.as_bytes());
+
+        let other = Context::new(&[("volume", "vol-2")]).unwrap();
+        assert_eq!(w.open(&mk, &other, &mut out), Err(Error::Unwrap));
+        assert_eq!(w.open(&mk, &Context::empty(), &mut out), Err(Error::Unwrap));
+        let wrong = MasterKey::generate(&mut rng).unwrap();
+        assert_eq!(w.open(&wrong, &ctx, &mut out), Err(Error::Unwrap));
+
+        // Every single-bit flip is refused, by the parser or by the AEAD.
+        for i in 0..n * 8 {
+            let mut b = blob;
+            b[i / 8] ^= 1 << (i % 8);
+            let opened = WrappedKey::parse(&b[..n]).and_then(|w| w.open(&mk, &ctx, &mut out));
+            assert!(opened.is_err(), "flip of bit {i} accepted");
+        }
+        // Truncation and trailing bytes.
+        for len in 0..n {
+            assert!(WrappedKey::parse(&blob[..len]).is_err());
+        }
+        assert_eq!(WrappedKey::parse(&blob[..n + 1]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let k = DataKey::from_bytes(&[0x5a; 64]).unwrap();
+        let s = std::format!("{k:?}");
+        assert!(!s.contains("90") && !s.contains("5a"), "{s}");
+        let m = MasterKey::from_bytes([0x5a; 32]);
+        assert_eq!(std::format!("{m:?}"), "MasterKey(..)");
+    }
+}
