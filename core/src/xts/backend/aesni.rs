@@ -12,7 +12,7 @@
 use core::arch::x86_64::*;
 
 use super::super::Dir;
-use super::{HwKeys, expand_key};
+use super::HwKeys;
 
 /// Expands key1 and key2 (both 16 or both 32 bytes).
 ///
@@ -26,26 +26,16 @@ pub(crate) unsafe fn expand(key1: &[u8], key2: &[u8]) -> HwKeys {
         let y = _mm_aeskeygenassist_si128::<0>(x);
         _mm_cvtsi128_si32(y) as u32
     };
-    let rounds = if key1.len() == 16 { 10 } else { 14 };
-    let mut keys = HwKeys {
-        rounds,
-        ek1: [[0; 16]; 15],
-        dk1: [[0; 16]; 15],
-        ek2: [[0; 16]; 15],
-    };
-    expand_key(key1, &mut keys.ek1, sub_word);
-    expand_key(key2, &mut keys.ek2, sub_word);
-    // Equivalent inverse cipher: reversed order, InvMixColumns on the middle keys.
-    keys.dk1[0] = keys.ek1[rounds];
-    keys.dk1[rounds] = keys.ek1[0];
-    for r in 1..rounds {
-        // SAFETY: `ek1[..]` is 16 bytes; unaligned load and store.
+    let inv_mix = |k: [u8; 16]| -> [u8; 16] {
+        let mut out = [0u8; 16];
+        // SAFETY: 16-byte arrays; unaligned load and store.
         unsafe {
-            let k = _mm_loadu_si128(keys.ek1[rounds - r].as_ptr().cast());
-            _mm_storeu_si128(keys.dk1[r].as_mut_ptr().cast(), _mm_aesimc_si128(k));
+            let v = _mm_loadu_si128(k.as_ptr().cast());
+            _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_aesimc_si128(v));
         }
-    }
-    keys
+        out
+    };
+    HwKeys::expand(key1, key2, sub_word, inv_mix)
 }
 
 /// Loads the `nr + 1` round keys of `rk`.

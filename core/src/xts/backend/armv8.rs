@@ -13,7 +13,7 @@
 use core::arch::aarch64::*;
 
 use super::super::Dir;
-use super::{HwKeys, expand_key};
+use super::HwKeys;
 
 cpufeatures::new!(aes_pmull, "aes");
 
@@ -34,25 +34,13 @@ pub(crate) unsafe fn expand(key1: &[u8], key2: &[u8]) -> HwKeys {
         let x = vreinterpretq_u8_u32(vdupq_n_u32(w));
         vgetq_lane_u32::<0>(vreinterpretq_u32_u8(vaeseq_u8(x, vdupq_n_u8(0))))
     };
-    let rounds = if key1.len() == 16 { 10 } else { 14 };
-    let mut keys = HwKeys {
-        rounds,
-        ek1: [[0; 16]; 15],
-        dk1: [[0; 16]; 15],
-        ek2: [[0; 16]; 15],
+    let inv_mix = |k: [u8; 16]| -> [u8; 16] {
+        let mut out = [0u8; 16];
+        // SAFETY: 16-byte arrays; NEON loads and stores need no alignment.
+        unsafe { vst1q_u8(out.as_mut_ptr(), vaesimcq_u8(vld1q_u8(k.as_ptr()))) };
+        out
     };
-    expand_key(key1, &mut keys.ek1, sub_word);
-    expand_key(key2, &mut keys.ek2, sub_word);
-    keys.dk1[0] = keys.ek1[rounds];
-    keys.dk1[rounds] = keys.ek1[0];
-    for r in 1..rounds {
-        // SAFETY: 16-byte arrays, NEON loads and stores have no alignment needs.
-        unsafe {
-            let k = vld1q_u8(keys.ek1[rounds - r].as_ptr());
-            vst1q_u8(keys.dk1[r].as_mut_ptr(), vaesimcq_u8(k));
-        }
-    }
-    keys
+    HwKeys::expand(key1, key2, sub_word, inv_mix)
 }
 
 #[inline]

@@ -147,6 +147,34 @@ impl Drop for HwKeys {
 }
 
 impl HwKeys {
+    /// Expands key1 and key2 (both 16 or both 32 bytes) with SubWord and
+    /// InvMixColumns supplied by the backend's AES instructions.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    pub(crate) fn expand(
+        key1: &[u8],
+        key2: &[u8],
+        sub_word: impl Fn(u32) -> u32,
+        inv_mix: impl Fn([u8; 16]) -> [u8; 16],
+    ) -> HwKeys {
+        let rounds = if key1.len() == 16 { 10 } else { 14 };
+        let mut keys = HwKeys {
+            rounds,
+            ek1: [[0; 16]; 15],
+            dk1: [[0; 16]; 15],
+            ek2: [[0; 16]; 15],
+        };
+        expand_key(key1, &mut keys.ek1, &sub_word);
+        expand_key(key2, &mut keys.ek2, &sub_word);
+        // Equivalent inverse cipher: reversed order, InvMixColumns on the
+        // middle keys (the same form serves AESDEC and AESD/AESIMC).
+        keys.dk1[0] = keys.ek1[rounds];
+        keys.dk1[rounds] = keys.ek1[0];
+        for r in 1..rounds {
+            keys.dk1[r] = inv_mix(keys.ek1[rounds - r]);
+        }
+        keys
+    }
+
     pub(crate) fn size(&self) -> KeySize {
         if self.rounds == 14 {
             KeySize::Aes256
@@ -160,7 +188,7 @@ impl HwKeys {
 /// instruction: never a table indexed by key bytes). Writes `nr + 1` round
 /// keys where `nr` is 10 for a 16-byte key and 14 for a 32-byte key.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) fn expand_key(key: &[u8], out: &mut [[u8; 16]; 15], sub_word: impl Fn(u32) -> u32) {
+fn expand_key(key: &[u8], out: &mut [[u8; 16]; 15], sub_word: impl Fn(u32) -> u32) {
     const RCON: [u32; 10] = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1b, 0x36];
     let nk = key.len() / 4;
     let total = 4 * (nk + 7);
