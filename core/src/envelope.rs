@@ -100,8 +100,7 @@ impl fmt::Display for Error {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 /// A plaintext data key: 32 bytes (XTS-AES-128) or 64 bytes (XTS-AES-256).
 /// Zeroized on drop; `Debug` shows only its size.

@@ -12,6 +12,9 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod envelope;
 pub mod kms;
 pub mod xts;

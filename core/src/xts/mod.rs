@@ -68,8 +68,7 @@ impl fmt::Display for Error {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 /// The AES key size of an XTS key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -33,6 +33,8 @@ pub enum KmsError {
     Unavailable,
     /// The audit sink refused the event, so the call was refused (fail closed).
     AuditFailed,
+    /// The key still protects volumes; deleting it needs an explicit force.
+    KeyInUse,
 }
 
 impl fmt::Display for KmsError {
@@ -47,12 +49,12 @@ impl fmt::Display for KmsError {
             KmsError::BufferTooSmall => "output buffer too small",
             KmsError::Unavailable => "key service unavailable",
             KmsError::AuditFailed => "audit sink failed; call refused",
+            KmsError::KeyInUse => "key still protects volumes",
         })
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for KmsError {}
+impl core::error::Error for KmsError {}
 
 /// A key service as the hypervisor sees it.
 ///
@@ -119,4 +121,44 @@ pub trait Kms {
         context: &Context<'_>,
         out: &mut [u8],
     ) -> Result<usize, KmsError>;
+}
+
+#[cfg(feature = "alloc")]
+pub mod audit;
+#[cfg(feature = "alloc")]
+mod local;
+#[cfg(feature = "alloc")]
+pub mod policy;
+#[cfg(feature = "alloc")]
+mod sealed;
+
+#[cfg(feature = "alloc")]
+pub use local::{Clock, Entropy, GrantConstraint, GrantInfo, KeyInfo, KeyState, LocalKms};
+#[cfg(feature = "alloc")]
+pub use sealed::{MAX_SEALED, SealError};
+
+/// Randomness from the operating system (`std` builds).
+#[cfg(feature = "std")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsEntropy;
+
+#[cfg(feature = "std")]
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), KmsError> {
+        getrandom::fill(buf).map_err(|_| KmsError::Unavailable)
+    }
+}
+
+/// The system clock, in seconds since the Unix epoch (`std` builds).
+#[cfg(feature = "std")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+#[cfg(feature = "std")]
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }

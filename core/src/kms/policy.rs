@@ -1,0 +1,1028 @@
+//! Key policies: JSON documents in the shape AWS KMS users know.
+//!
+//! A [`Policy`] is a list of statements, each naming an [`Effect`], the
+//! principals it is about, the actions it covers (with `*` and `?`
+//! wildcards) and optional conditions on the encryption context:
+//!
+//! ```json
+//! { "Version": "2012-10-17",
+//!   "Statement": [
+//!     { "Sid": "HypervisorUse",
+//!       "Effect": "Allow",
+//!       "Principal": {"Envol": "hypervisor"},
+//!       "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+//!       "Condition": {"StringLike": {"kms:EncryptionContext:volume": "vol-*"}} } ] }
+//! ```
+//!
+//! Evaluation is default deny: an explicit `Deny` in any applicable
+//! statement wins over every `Allow`, and a request no statement covers is
+//! refused ([`Decision::ImplicitDeny`]).
+//!
+//! Parsing is strict (unknown fields, duplicate fields, unknown exact action
+//! names and unsupported condition operators or keys are errors naming their
+//! place in the document), bounded ([`MAX_POLICY_BYTES`], [`MAX_STATEMENTS`],
+//! [`MAX_LIST_ITEMS`], [`MAX_CONDITIONS`]) and total: it never panics.
+//! Wildcard matching is iterative and takes time proportional to the product
+//! of the pattern and text lengths at worst, whatever the pattern.
+
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::envelope::Context;
+
+/// Largest policy document [`Policy::parse`] accepts, in bytes.
+pub const MAX_POLICY_BYTES: usize = 32 * 1024;
+/// Most statements a policy may hold.
+pub const MAX_STATEMENTS: usize = 64;
+/// Most entries in one list: principal names (per principal type), action
+/// patterns, or values of one condition key.
+pub const MAX_LIST_ITEMS: usize = 64;
+/// Most condition keys in one statement, over all operators.
+pub const MAX_CONDITIONS: usize = 64;
+/// The only policy language version accepted in `"Version"`.
+pub const POLICY_VERSION: &str = "2012-10-17";
+
+const ACTION_PREFIX: &str = "kms:";
+const CONTEXT_KEY_PREFIX: &str = "kms:EncryptionContext:";
+const CONTEXT_KEYS_KEY: &str = "kms:EncryptionContextKeys";
+
+/// Whether a statement allows or denies what it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// The statement allows its actions.
+    Allow,
+    /// The statement denies its actions; a deny always wins.
+    Deny,
+}
+
+impl Effect {
+    fn name(self) -> &'static str {
+        match self {
+            Effect::Allow => "Allow",
+            Effect::Deny => "Deny",
+        }
+    }
+}
+
+/// An operation on a master key that a policy can allow or deny.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Make a data key, returned in plaintext and wrapped.
+    GenerateDataKey,
+    /// Make a data key, returned only wrapped.
+    GenerateDataKeyWithoutPlaintext,
+    /// Unwrap a data key or decrypt a secret.
+    Decrypt,
+    /// Encrypt a small secret.
+    Encrypt,
+    /// Re-wrap a blob, as the source key.
+    ReEncryptFrom,
+    /// Re-wrap a blob, as the destination key.
+    ReEncryptTo,
+    /// Read the key's metadata.
+    DescribeKey,
+    /// Enable the key.
+    EnableKey,
+    /// Disable the key.
+    DisableKey,
+    /// Schedule the key for deletion.
+    ScheduleKeyDeletion,
+    /// Cancel a scheduled deletion.
+    CancelKeyDeletion,
+    /// Replace the key policy.
+    PutKeyPolicy,
+    /// Read the key policy.
+    GetKeyPolicy,
+    /// Create a grant on the key.
+    CreateGrant,
+    /// List the key's grants.
+    ListGrants,
+    /// Retire a grant.
+    RetireGrant,
+    /// Revoke a grant.
+    RevokeGrant,
+    /// Rotate the key's backing material now.
+    RotateKeyOnDemand,
+    /// Turn on automatic rotation.
+    EnableKeyRotation,
+    /// Turn off automatic rotation.
+    DisableKeyRotation,
+    /// List the volumes whose data keys the key protects.
+    ListProtectedVolumes,
+    /// Read the key's audit log.
+    ReadAuditLog,
+}
+
+impl Action {
+    /// Every action, in declaration order.
+    pub const ALL: [Action; 22] = [
+        Action::GenerateDataKey,
+        Action::GenerateDataKeyWithoutPlaintext,
+        Action::Decrypt,
+        Action::Encrypt,
+        Action::ReEncryptFrom,
+        Action::ReEncryptTo,
+        Action::DescribeKey,
+        Action::EnableKey,
+        Action::DisableKey,
+        Action::ScheduleKeyDeletion,
+        Action::CancelKeyDeletion,
+        Action::PutKeyPolicy,
+        Action::GetKeyPolicy,
+        Action::CreateGrant,
+        Action::ListGrants,
+        Action::RetireGrant,
+        Action::RevokeGrant,
+        Action::RotateKeyOnDemand,
+        Action::EnableKeyRotation,
+        Action::DisableKeyRotation,
+        Action::ListProtectedVolumes,
+        Action::ReadAuditLog,
+    ];
+
+    /// The policy name: `"kms:"` followed by the variant name, e.g.
+    /// `"kms:Decrypt"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::GenerateDataKey => "kms:GenerateDataKey",
+            Action::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
+            Action::Decrypt => "kms:Decrypt",
+            Action::Encrypt => "kms:Encrypt",
+            Action::ReEncryptFrom => "kms:ReEncryptFrom",
+            Action::ReEncryptTo => "kms:ReEncryptTo",
+            Action::DescribeKey => "kms:DescribeKey",
+            Action::EnableKey => "kms:EnableKey",
+            Action::DisableKey => "kms:DisableKey",
+            Action::ScheduleKeyDeletion => "kms:ScheduleKeyDeletion",
+            Action::CancelKeyDeletion => "kms:CancelKeyDeletion",
+            Action::PutKeyPolicy => "kms:PutKeyPolicy",
+            Action::GetKeyPolicy => "kms:GetKeyPolicy",
+            Action::CreateGrant => "kms:CreateGrant",
+            Action::ListGrants => "kms:ListGrants",
+            Action::RetireGrant => "kms:RetireGrant",
+            Action::RevokeGrant => "kms:RevokeGrant",
+            Action::RotateKeyOnDemand => "kms:RotateKeyOnDemand",
+            Action::EnableKeyRotation => "kms:EnableKeyRotation",
+            Action::DisableKeyRotation => "kms:DisableKeyRotation",
+            Action::ListProtectedVolumes => "kms:ListProtectedVolumes",
+            Action::ReadAuditLog => "kms:ReadAuditLog",
+        }
+    }
+
+    /// The name without the `"kms:"` prefix.
+    fn short_name(self) -> &'static str {
+        let n = self.name();
+        n.get(ACTION_PREFIX.len()..).unwrap_or(n)
+    }
+
+    /// The action called `name`: `"kms:"` followed by the action name, the
+    /// part after `"kms:"` compared ASCII case-insensitively as in policies
+    /// (`"kms:decrypt"` is [`Action::Decrypt`]).
+    pub fn from_name(name: &str) -> Option<Action> {
+        let rest = name.strip_prefix(ACTION_PREFIX)?;
+        Action::ALL
+            .into_iter()
+            .find(|a| a.short_name().eq_ignore_ascii_case(rest))
+    }
+}
+
+/// The outcome of evaluating a policy for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// An applicable statement allows the request and none denies it.
+    Allow,
+    /// An applicable statement denies the request.
+    ExplicitDeny,
+    /// No statement applies to the request, so it is refused.
+    ImplicitDeny,
+}
+
+/// Why a policy document was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Where in the document, e.g. `"Statement[1].Condition.StringLike"`;
+    /// empty for the document as a whole and for JSON syntax errors.
+    pub path: String,
+    /// One-based line of a JSON syntax error; 0 for any other error.
+    pub line: usize,
+    /// Column of a JSON syntax error; 0 for any other error.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl PolicyError {
+    fn at(path: &str, message: impl Into<String>) -> PolicyError {
+        PolicyError {
+            path: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line != 0 {
+            write!(
+                f,
+                "policy error at line {} column {}: {}",
+                self.line, self.column, self.message
+            )
+        } else if self.path.is_empty() {
+            write!(f, "policy error: {}", self.message)
+        } else {
+            write!(f, "policy error at {}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl core::error::Error for PolicyError {}
+
+/// Who a statement is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Principal {
+    /// `"*"`: anyone.
+    Any,
+    /// Named principals; `"*"` in either list also means anyone. Both lists
+    /// empty names no one.
+    Names {
+        envol: Vec<String>,
+        aws: Vec<String>,
+    },
+}
+
+impl Principal {
+    fn matches(&self, principal: &str) -> bool {
+        match self {
+            Principal::Any => true,
+            Principal::Names { envol, aws } => envol
+                .iter()
+                .chain(aws.iter())
+                .any(|n| n == "*" || n == principal),
+        }
+    }
+}
+
+/// One entry of a statement's `"Action"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ActionPattern {
+    /// A wildcard-free name, resolved.
+    Exact(Action),
+    /// A pattern with `*` or `?`: the part after `"kms:"`, as written.
+    Wildcard(String),
+}
+
+impl ActionPattern {
+    fn matches(&self, action: Action) -> bool {
+        match self {
+            ActionPattern::Exact(a) => *a == action,
+            ActionPattern::Wildcard(p) => wildcard_match(p, action.short_name(), true),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Operator {
+    StringEquals,
+    StringLike,
+}
+
+impl Operator {
+    fn name(self) -> &'static str {
+        match self {
+            Operator::StringEquals => "StringEquals",
+            Operator::StringLike => "StringLike",
+        }
+    }
+
+    fn test(self, pattern: &str, text: &str) -> bool {
+        match self {
+            Operator::StringEquals => pattern == text,
+            Operator::StringLike => wildcard_match(pattern, text, false),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ConditionKey {
+    /// `kms:EncryptionContext:<key>`: the value of one context key.
+    Context(String),
+    /// `kms:EncryptionContextKeys`: the set of context keys (for all values).
+    ContextKeys,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Condition {
+    op: Operator,
+    key: ConditionKey,
+    values: Vec<String>,
+}
+
+impl Condition {
+    fn holds(&self, context: &Context<'_>) -> bool {
+        match &self.key {
+            ConditionKey::Context(k) => match context.get(k) {
+                Some(v) => self.values.iter().any(|p| self.op.test(p, v)),
+                None => false,
+            },
+            ConditionKey::ContextKeys => context
+                .iter()
+                .all(|(k, _)| self.values.iter().any(|p| self.op.test(p, k))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Statement {
+    sid: Option<String>,
+    effect: Effect,
+    principal: Principal,
+    actions: Vec<ActionPattern>,
+    /// Sorted by (operator, key); no two share both.
+    conditions: Vec<Condition>,
+}
+
+impl Statement {
+    fn applies(&self, principal: &str, action: Action, context: &Context<'_>) -> bool {
+        self.principal.matches(principal)
+            && self.actions.iter().any(|p| p.matches(action))
+            && self.conditions.iter().all(|c| c.holds(context))
+    }
+}
+
+/// A parsed, validated key policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    version: Option<String>,
+    id: Option<String>,
+    statements: Vec<Statement>,
+}
+
+impl Policy {
+    /// Parses and validates a policy document.
+    ///
+    /// Documents over [`MAX_POLICY_BYTES`] are refused before any parsing.
+    /// JSON syntax errors carry their line and column; every other error
+    /// carries the path of the offending field.
+    pub fn parse(json: &str) -> Result<Policy, PolicyError> {
+        if json.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError::at(
+                "",
+                format!(
+                    "document is {} bytes; the limit is {MAX_POLICY_BYTES}",
+                    json.len()
+                ),
+            ));
+        }
+        let value: Value = serde_json::from_str(json).map_err(syntax_error)?;
+        check_duplicate_keys(json)?;
+        parse_document(&value)
+    }
+
+    /// Decides whether `principal` may perform `action` in `context`.
+    ///
+    /// Any applicable `Deny` statement gives [`Decision::ExplicitDeny`];
+    /// otherwise any applicable `Allow` gives [`Decision::Allow`]; otherwise
+    /// [`Decision::ImplicitDeny`].
+    pub fn evaluate(&self, principal: &str, action: Action, context: &Context<'_>) -> Decision {
+        let mut allowed = false;
+        for s in &self.statements {
+            if s.applies(principal, action, context) {
+                match s.effect {
+                    Effect::Deny => return Decision::ExplicitDeny,
+                    Effect::Allow => allowed = true,
+                }
+            }
+        }
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::ImplicitDeny
+        }
+    }
+
+    /// The policy as canonical JSON: compact, lists always as arrays, exact
+    /// action names spelled as [`Action::name`]. [`Policy::parse`] accepts it
+    /// and gives back an equal policy.
+    pub fn to_json(&self) -> String {
+        let mut doc = Map::new();
+        if let Some(v) = &self.version {
+            doc.insert("Version".to_owned(), Value::String(v.clone()));
+        }
+        if let Some(id) = &self.id {
+            doc.insert("Id".to_owned(), Value::String(id.clone()));
+        }
+        let statements = self.statements.iter().map(statement_json).collect();
+        doc.insert("Statement".to_owned(), Value::Array(statements));
+        Value::Object(doc).to_string()
+    }
+
+    /// One `Allow` statement for `"kms:*"` naming `principals` (as `Envol`
+    /// principals; `"*"` means anyone). With no principals it allows no one.
+    pub fn allow_all(principals: &[&str]) -> Policy {
+        Policy {
+            version: Some(POLICY_VERSION.to_owned()),
+            id: None,
+            statements: alloc::vec![Statement {
+                sid: None,
+                effect: Effect::Allow,
+                principal: Principal::Names {
+                    envol: principals.iter().map(|p| (*p).to_owned()).collect(),
+                    aws: Vec::new(),
+                },
+                actions: alloc::vec![ActionPattern::Wildcard("*".to_owned())],
+                conditions: Vec::new(),
+            }],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wildcard matching.
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters
+/// (including none) and `?` exactly one. `fold` compares ASCII letters
+/// case-insensitively.
+///
+/// The classic two-pointer algorithm: on a mismatch, the most recent `*`
+/// absorbs one more character of text and matching resumes after it. No
+/// recursion; at most O(len(pattern) * len(text)) steps.
+fn wildcard_match(pattern: &str, text: &str, fold: bool) -> bool {
+    let (mut pi, mut ti) = (0usize, 0usize);
+    // (pattern index just after the last `*`, text index it resumes from)
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        let Some(tc) = text.get(ti..).and_then(|t| t.chars().next()) else {
+            // Text exhausted: only `*`s may remain.
+            return pattern
+                .get(pi..)
+                .is_some_and(|p| p.chars().all(|c| c == '*'));
+        };
+        if let Some(pc) = pattern.get(pi..).and_then(|p| p.chars().next()) {
+            if pc == '*' {
+                pi += 1;
+                star = Some((pi, ti));
+                continue;
+            }
+            let same = if fold {
+                pc.eq_ignore_ascii_case(&tc)
+            } else {
+                pc == tc
+            };
+            if pc == '?' || same {
+                pi += pc.len_utf8();
+                ti += tc.len_utf8();
+                continue;
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                let Some(c) = text.get(st..).and_then(|t| t.chars().next()) else {
+                    return false;
+                };
+                let next = st + c.len_utf8();
+                star = Some((sp, next));
+                pi = sp;
+                ti = next;
+            }
+            None => return false,
+        }
+    }
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+// ---------------------------------------------------------------------------
+// Parsing.
+
+fn syntax_error(e: serde_json::Error) -> PolicyError {
+    let (line, column) = (e.line(), e.column());
+    let full = e.to_string();
+    let suffix = format!(" at line {line} column {column}");
+    let message = full
+        .strip_suffix(suffix.as_str())
+        .unwrap_or(&full)
+        .to_owned();
+    PolicyError {
+        path: String::new(),
+        // A syntax error always has a line; keep `line != 0` meaning
+        // "syntax error" even if serde_json ever reports none.
+        line: line.max(1),
+        column,
+        message,
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Refuses fields other than `allowed`, naming the first one found.
+fn check_fields(obj: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), PolicyError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(PolicyError::at(&join(path, k), "unknown field")),
+        None => Ok(()),
+    }
+}
+
+fn expect_str<'v>(v: &'v Value, path: &str) -> Result<&'v str, PolicyError> {
+    v.as_str()
+        .ok_or_else(|| PolicyError::at(path, "expected a string"))
+}
+
+/// A string or an array of strings, at most [`MAX_LIST_ITEMS`], each passed
+/// through `item` with its own path.
+fn string_list<T>(
+    v: &Value,
+    path: &str,
+    mut item: impl FnMut(&str, &str) -> Result<T, PolicyError>,
+) -> Result<Vec<T>, PolicyError> {
+    match v {
+        Value::String(s) => Ok(alloc::vec![item(s, path)?]),
+        Value::Array(a) => {
+            if a.len() > MAX_LIST_ITEMS {
+                return Err(PolicyError::at(
+                    path,
+                    format!("more than {MAX_LIST_ITEMS} entries"),
+                ));
+            }
+            a.iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let p = format!("{path}[{i}]");
+                    item(expect_str(e, &p)?, &p)
+                })
+                .collect()
+        }
+        _ => Err(PolicyError::at(
+            path,
+            "expected a string or an array of strings",
+        )),
+    }
+}
+
+fn parse_document(v: &Value) -> Result<Policy, PolicyError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PolicyError::at("", "expected a JSON object"))?;
+    check_fields(obj, "", &["Version", "Id", "Statement"])?;
+    let version = match obj.get("Version") {
+        None => None,
+        Some(v) => {
+            let s = expect_str(v, "Version")?;
+            if s != POLICY_VERSION {
+                return Err(PolicyError::at(
+                    "Version",
+                    format!("expected \"{POLICY_VERSION}\""),
+                ));
+            }
+            Some(s.to_owned())
+        }
+    };
+    let id = match obj.get("Id") {
+        None => None,
+        Some(v) => Some(expect_str(v, "Id")?.to_owned()),
+    };
+    let statements = match obj.get("Statement") {
+        None => return Err(PolicyError::at("Statement", "missing required field")),
+        Some(Value::Object(s)) => alloc::vec![parse_statement(s, "Statement")?],
+        Some(Value::Array(a)) => {
+            if a.is_empty() {
+                return Err(PolicyError::at("Statement", "no statements"));
+            }
+            if a.len() > MAX_STATEMENTS {
+                return Err(PolicyError::at(
+                    "Statement",
+                    format!("more than {MAX_STATEMENTS} statements"),
+                ));
+            }
+            a.iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let p = format!("Statement[{i}]");
+                    let s = s
+                        .as_object()
+                        .ok_or_else(|| PolicyError::at(&p, "expected an object"))?;
+                    parse_statement(s, &p)
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Some(_) => {
+            return Err(PolicyError::at(
+                "Statement",
+                "expected an object or an array of objects",
+            ));
+        }
+    };
+    Ok(Policy {
+        version,
+        id,
+        statements,
+    })
+}
+
+fn required<'v>(
+    obj: &'v Map<String, Value>,
+    path: &str,
+    field: &str,
+) -> Result<&'v Value, PolicyError> {
+    obj.get(field)
+        .ok_or_else(|| PolicyError::at(&join(path, field), "missing required field"))
+}
+
+fn parse_statement(obj: &Map<String, Value>, path: &str) -> Result<Statement, PolicyError> {
+    check_fields(
+        obj,
+        path,
+        &["Sid", "Effect", "Principal", "Action", "Condition"],
+    )?;
+    let sid = match obj.get("Sid") {
+        None => None,
+        Some(v) => Some(expect_str(v, &join(path, "Sid"))?.to_owned()),
+    };
+    let effect_path = join(path, "Effect");
+    let effect = match required(obj, path, "Effect")?.as_str() {
+        Some("Allow") => Effect::Allow,
+        Some("Deny") => Effect::Deny,
+        _ => {
+            return Err(PolicyError::at(
+                &effect_path,
+                "expected \"Allow\" or \"Deny\"",
+            ));
+        }
+    };
+    let principal = parse_principal(required(obj, path, "Principal")?, &join(path, "Principal"))?;
+    let actions = parse_actions(required(obj, path, "Action")?, &join(path, "Action"))?;
+    let conditions = match obj.get("Condition") {
+        None => Vec::new(),
+        Some(v) => parse_conditions(v, &join(path, "Condition"))?,
+    };
+    Ok(Statement {
+        sid,
+        effect,
+        principal,
+        actions,
+        conditions,
+    })
+}
+
+fn parse_principal(v: &Value, path: &str) -> Result<Principal, PolicyError> {
+    const EXPECTED: &str = "expected \"*\" or an object with \"Envol\" or \"AWS\"";
+    match v {
+        Value::String(s) if s == "*" => Ok(Principal::Any),
+        Value::Object(obj) => {
+            check_fields(obj, path, &["Envol", "AWS"])?;
+            if obj.is_empty() {
+                return Err(PolicyError::at(path, EXPECTED));
+            }
+            let names = |field: &str| -> Result<Vec<String>, PolicyError> {
+                match obj.get(field) {
+                    None => Ok(Vec::new()),
+                    Some(v) => string_list(v, &join(path, field), |s, p| {
+                        if s.is_empty() {
+                            Err(PolicyError::at(p, "empty principal name"))
+                        } else {
+                            Ok(s.to_owned())
+                        }
+                    }),
+                }
+            };
+            Ok(Principal::Names {
+                envol: names("Envol")?,
+                aws: names("AWS")?,
+            })
+        }
+        _ => Err(PolicyError::at(path, EXPECTED)),
+    }
+}
+
+fn parse_actions(v: &Value, path: &str) -> Result<Vec<ActionPattern>, PolicyError> {
+    let actions = string_list(v, path, |s, p| {
+        let Some(rest) = s.strip_prefix(ACTION_PREFIX) else {
+            return Err(PolicyError::at(
+                p,
+                format!("action {s:?} does not start with \"kms:\""),
+            ));
+        };
+        if has_wildcard(rest) {
+            Ok(ActionPattern::Wildcard(rest.to_owned()))
+        } else {
+            Action::from_name(s)
+                .map(ActionPattern::Exact)
+                .ok_or_else(|| PolicyError::at(p, format!("unknown action {s:?}")))
+        }
+    })?;
+    if actions.is_empty() {
+        return Err(PolicyError::at(path, "no actions"));
+    }
+    Ok(actions)
+}
+
+fn parse_conditions(v: &Value, path: &str) -> Result<Vec<Condition>, PolicyError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PolicyError::at(path, "expected an object"))?;
+    let mut out: Vec<Condition> = Vec::new();
+    for (op_name, keys) in obj {
+        let op_path = join(path, op_name);
+        let op = match op_name.as_str() {
+            "StringEquals" => Operator::StringEquals,
+            "StringLike" => Operator::StringLike,
+            _ => {
+                return Err(PolicyError::at(
+                    &op_path,
+                    format!(
+                        "unsupported condition operator {op_name:?} \
+                         (expected \"StringEquals\" or \"StringLike\")"
+                    ),
+                ));
+            }
+        };
+        let keys = keys
+            .as_object()
+            .ok_or_else(|| PolicyError::at(&op_path, "expected an object"))?;
+        for (key_name, values) in keys {
+            let key_path = join(&op_path, key_name);
+            let key = parse_condition_key(key_name, &key_path)?;
+            if out.iter().any(|c| c.op == op && c.key == key) {
+                return Err(PolicyError::at(&key_path, "duplicate condition key"));
+            }
+            if out.len() == MAX_CONDITIONS {
+                return Err(PolicyError::at(
+                    path,
+                    format!("more than {MAX_CONDITIONS} condition keys"),
+                ));
+            }
+            let values = string_list(values, &key_path, |s, _| Ok(s.to_owned()))?;
+            if values.is_empty() {
+                return Err(PolicyError::at(&key_path, "no values"));
+            }
+            out.push(Condition { op, key, values });
+        }
+    }
+    out.sort_by(|a, b| (a.op, &a.key).cmp(&(b.op, &b.key)));
+    Ok(out)
+}
+
+/// `kms:EncryptionContext:<key>` or `kms:EncryptionContextKeys`; the
+/// prefix is ASCII case-insensitive as in AWS, `<key>` is exact.
+fn parse_condition_key(name: &str, path: &str) -> Result<ConditionKey, PolicyError> {
+    if name.eq_ignore_ascii_case(CONTEXT_KEYS_KEY) {
+        return Ok(ConditionKey::ContextKeys);
+    }
+    let n = CONTEXT_KEY_PREFIX.len();
+    let prefixed = name
+        .get(..n)
+        .is_some_and(|p| p.eq_ignore_ascii_case(CONTEXT_KEY_PREFIX));
+    match name.get(n..) {
+        Some(key) if prefixed => {
+            if key.is_empty() {
+                Err(PolicyError::at(path, "empty encryption context key"))
+            } else if key.len() > crate::envelope::MAX_CONTEXT_KEY {
+                Err(PolicyError::at(
+                    path,
+                    format!(
+                        "encryption context key longer than {} bytes",
+                        crate::envelope::MAX_CONTEXT_KEY
+                    ),
+                ))
+            } else {
+                Ok(ConditionKey::Context(key.to_owned()))
+            }
+        }
+        _ => Err(PolicyError::at(
+            path,
+            format!(
+                "unsupported condition key {name:?} (expected \
+                 \"kms:EncryptionContext:<key>\" or \"kms:EncryptionContextKeys\")"
+            ),
+        )),
+    }
+}
+
+/// Refuses objects that repeat a field (serde_json would keep the last one
+/// silently, so `"Effect": "Deny", "Effect": "Allow"` would read as Allow).
+///
+/// Runs only on text serde_json has accepted, so the scan can be simple:
+/// a string followed by `:` is a field name. Nesting depth is bounded by
+/// serde_json's recursion limit.
+fn check_duplicate_keys(json: &str) -> Result<(), PolicyError> {
+    enum Frame {
+        Object {
+            keys: BTreeSet<String>,
+            current: String,
+        },
+        Array {
+            index: usize,
+        },
+    }
+    fn path_of(stack: &[Frame], last: &str) -> String {
+        let mut path = String::new();
+        let n = stack.len();
+        for (i, f) in stack.iter().enumerate() {
+            match f {
+                Frame::Array { index } => path.push_str(&format!("[{index}]")),
+                Frame::Object { current, .. } => {
+                    let name = if i + 1 == n { last } else { current.as_str() };
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(name);
+                }
+            }
+        }
+        path
+    }
+
+    let bytes = json.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'{' => stack.push(Frame::Object {
+                keys: BTreeSet::new(),
+                current: String::new(),
+            }),
+            b'[' => stack.push(Frame::Array { index: 0 }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => {
+                if let Some(Frame::Array { index }) = stack.last_mut() {
+                    *index += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    match c {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                // `i` is at the closing quote.
+                let raw = json.get(start..=i).unwrap_or("");
+                let mut j = i + 1;
+                while bytes.get(j).is_some_and(|c| c.is_ascii_whitespace()) {
+                    j += 1;
+                }
+                if bytes.get(j) == Some(&b':') {
+                    let key = if raw.contains('\\') {
+                        serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned())
+                    } else {
+                        raw.get(1..raw.len().saturating_sub(1))
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    if let Some(Frame::Object { keys, current }) = stack.last_mut() {
+                        if keys.contains(&key) {
+                            return Err(PolicyError::at(&path_of(&stack, &key), "duplicate field"));
+                        }
+                        current.clone_from(&key);
+                        keys.insert(key);
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Serialization.
+
+fn string_array(items: impl Iterator<Item = String>) -> Value {
+    Value::Array(items.map(Value::String).collect())
+}
+
+fn statement_json(s: &Statement) -> Value {
+    let mut m = Map::new();
+    if let Some(sid) = &s.sid {
+        m.insert("Sid".to_owned(), Value::String(sid.clone()));
+    }
+    m.insert(
+        "Effect".to_owned(),
+        Value::String(s.effect.name().to_owned()),
+    );
+    let principal = match &s.principal {
+        Principal::Any => Value::String("*".to_owned()),
+        Principal::Names { envol, aws } => {
+            let mut p = Map::new();
+            if !envol.is_empty() || aws.is_empty() {
+                p.insert("Envol".to_owned(), string_array(envol.iter().cloned()));
+            }
+            if !aws.is_empty() {
+                p.insert("AWS".to_owned(), string_array(aws.iter().cloned()));
+            }
+            Value::Object(p)
+        }
+    };
+    m.insert("Principal".to_owned(), principal);
+    m.insert(
+        "Action".to_owned(),
+        string_array(s.actions.iter().map(|a| match a {
+            ActionPattern::Exact(a) => a.name().to_owned(),
+            ActionPattern::Wildcard(p) => format!("{ACTION_PREFIX}{p}"),
+        })),
+    );
+    if !s.conditions.is_empty() {
+        let mut ops = Map::new();
+        for c in &s.conditions {
+            let key = match &c.key {
+                ConditionKey::Context(k) => format!("{CONTEXT_KEY_PREFIX}{k}"),
+                ConditionKey::ContextKeys => CONTEXT_KEYS_KEY.to_owned(),
+            };
+            let entry = ops
+                .entry(c.op.name().to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(keys) = entry {
+                keys.insert(key, string_array(c.values.iter().cloned()));
+            }
+        }
+        m.insert("Condition".to_owned(), Value::Object(ops));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("", "", true),
+            ("*", "", true),
+            ("", "a", false),
+            ("*", "anything", true),
+            ("vol-*", "vol-", true),
+            ("vol-*", "vol-123", true),
+            ("vol-*", "vo", false),
+            ("vol-?", "vol-1", true),
+            ("vol-?", "vol-12", false),
+            ("vol-?", "vol-", false),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("*a", "bbbba", true),
+            ("*a", "bbbab", false),
+            ("a**", "a", true),
+            ("?", "é", true),
+            ("??", "é", false),
+            ("x?z", "xéz", true),
+        ];
+        for &(p, t, want) in cases {
+            assert_eq!(wildcard_match(p, t, false), want, "{p:?} vs {t:?}");
+        }
+        assert!(wildcard_match("generate*", "GenerateDataKey", true));
+        assert!(!wildcard_match("generate*", "GenerateDataKey", false));
+    }
+
+    #[test]
+    fn pathological_pattern_is_fast() {
+        let pattern = "*a".repeat(2000) + "b";
+        let text = "a".repeat(256);
+        assert!(!wildcard_match(&pattern, &text, false));
+    }
+
+    #[test]
+    fn action_names() {
+        for a in Action::ALL {
+            assert_eq!(Action::from_name(a.name()), Some(a));
+            assert_eq!(a.name(), format!("kms:{a:?}"));
+        }
+        assert_eq!(Action::from_name("kms:dEcRyPt"), Some(Action::Decrypt));
+        assert_eq!(Action::from_name("Decrypt"), None);
+        assert_eq!(Action::from_name("kms:Decrypt*"), None);
+    }
+
+    #[test]
+    fn duplicate_fields() {
+        let e = Policy::parse(
+            r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"kms:*","Effect":"Allow"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "Statement[0].Effect");
+        let e = Policy::parse(r#"{"Id":"a","\u0049d":"b","Statement":[]}"#).unwrap_err();
+        assert_eq!(e.path, "Id");
+    }
+}
