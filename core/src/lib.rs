@@ -16,7 +16,9 @@ extern crate std;
 extern crate alloc;
 
 pub mod envelope;
+pub mod header;
 pub mod kms;
+pub mod volume;
 pub mod xts;
 
 pub use xts::{Backend, Error as XtsError, KeySize, Xts};

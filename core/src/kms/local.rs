@@ -60,6 +60,10 @@ impl rand_core::TryRng for RngAdapter<'_> {
 }
 impl rand_core::TryCryptoRng for RngAdapter<'_> {}
 
+/// At most this many recent audit events (and at most twice as many
+/// briefly) are kept in memory; older ones live only in the sink.
+pub const MAX_LOG_IN_MEMORY: usize = 65_536;
+
 /// Seconds in a day.
 pub(crate) const DAY: u64 = 86_400;
 
@@ -178,8 +182,9 @@ impl LocalKms {
         }
     }
 
-    /// The service's own audit log (events since it was created or unsealed;
-    /// the chain continues across sealing).
+    /// The service's recent audit events (since it was created or unsealed,
+    /// at most [`MAX_LOG_IN_MEMORY`]-ish; the chain continues across sealing
+    /// and windows verify with `verify_chain(.., false)`).
     pub fn audit_log(&self) -> &[AuditEvent] {
         &self.log
     }
@@ -216,6 +221,11 @@ impl LocalKms {
         self.next_seq += 1;
         self.last_hash = e.hash;
         let sunk = self.sink.record(&e);
+        // Keep a bounded window in memory; the sink has everything and the
+        // chain head survives sealing.
+        if self.log.len() >= 2 * MAX_LOG_IN_MEMORY {
+            self.log.drain(..MAX_LOG_IN_MEMORY);
+        }
         self.log.push(e);
         sunk.map_err(|_| KmsError::AuditFailed)
     }

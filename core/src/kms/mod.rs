@@ -133,7 +133,9 @@ pub mod policy;
 mod sealed;
 
 #[cfg(feature = "alloc")]
-pub use local::{Clock, Entropy, GrantConstraint, GrantInfo, KeyInfo, KeyState, LocalKms};
+pub use local::{
+    Clock, Entropy, GrantConstraint, GrantInfo, KeyInfo, KeyState, LocalKms, MAX_LOG_IN_MEMORY,
+};
 #[cfg(feature = "alloc")]
 pub use sealed::{MAX_SEALED, SealError};
 
