@@ -102,6 +102,8 @@ impl fmt::Display for ChainError {
     }
 }
 
+impl core::error::Error for ChainError {}
+
 const DOMAIN: &[u8] = b"envol-audit-v1";
 
 impl AuditEvent {
