@@ -21,6 +21,7 @@ mod armv8;
 
 use core::fmt;
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use zeroize::Zeroize;
 
 use super::{Dir, KeySize};
@@ -130,6 +131,7 @@ pub(crate) fn mul_x(t: &[u8; 16]) -> [u8; 16] {
 /// key1 in the equivalent-inverse form for decryption, key2 for tweaks.
 #[derive(Clone)]
 #[repr(C, align(64))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) struct HwKeys {
     /// 10 (AES-128) or 14 (AES-256).
     pub rounds: usize,
@@ -138,6 +140,7 @@ pub(crate) struct HwKeys {
     pub ek2: [[u8; 16]; 15],
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl Drop for HwKeys {
     fn drop(&mut self) {
         self.ek1.zeroize();
@@ -146,10 +149,10 @@ impl Drop for HwKeys {
     }
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl HwKeys {
     /// Expands key1 and key2 (both 16 or both 32 bytes) with SubWord and
     /// InvMixColumns supplied by the backend's AES instructions.
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub(crate) fn expand(
         key1: &[u8],
         key2: &[u8],
