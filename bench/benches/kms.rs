@@ -33,11 +33,16 @@ fn kms(c: &mut Criterion) {
         })
     });
     g.bench_function("decrypt_data_key/xts-aes-256", |b| {
-        b.iter(|| kms.decrypt_data_key("hypervisor", &blob[..n], &ctx).unwrap())
+        b.iter(|| {
+            kms.decrypt_data_key("hypervisor", &blob[..n], &ctx)
+                .unwrap()
+        })
     });
     g.bench_function("decrypt_data_key+xts_setup", |b| {
         b.iter(|| {
-            let dek = kms.decrypt_data_key("hypervisor", &blob[..n], &ctx).unwrap();
+            let dek = kms
+                .decrypt_data_key("hypervisor", &blob[..n], &ctx)
+                .unwrap();
             envol::xts::Xts::new(dek.as_bytes()).unwrap()
         })
     });

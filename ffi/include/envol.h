@@ -3,10 +3,14 @@
  *
  * Conventions: every symbol starts with envol_; every fallible call returns
  * envol_status (ENVOL_OK = 0); nothing unwinds into C; a failed call writes
- * nothing to its outputs; contexts are caller-allocated structs of a size
- * fixed here (check envol_xts_size() == sizeof(envol_xts) at start-up);
- * pointers are checked for NULL; lengths are size_t, sectors uint64_t.
- * Compiles as C99 and C++, hosted or -ffreestanding.
+ * nothing to its outputs (two documented exceptions report a needed buffer
+ * size: envol_local_kms_seal and envol_local_kms_audit_line); contexts are
+ * caller-allocated structs of a size fixed here (check envol_xts_size() ==
+ * sizeof(envol_xts) at start-up); the reference key service is an opaque
+ * heap handle (envol_local_kms, hosted builds, one thread at a time);
+ * pointers are checked for NULL; strings are NUL-terminated UTF-8; lengths
+ * are size_t, sectors uint64_t. Compiles as C99 and C++, hosted or
+ * -ffreestanding.
  */
 
 #ifndef ENVOL_H
@@ -30,6 +34,32 @@
 
 // Alignment in bytes of [`envol_xts`].
 #define ENVOL_XTS_ALIGN 64
+
+// Largest wrapped-key blob in bytes: a buffer of this size holds any blob
+// envol makes (data keys need far less: 43 + key id length + 32 or 64).
+#define ENVOL_MAX_BLOB 4203
+
+// Longest master key id in bytes (not counting the NUL).
+#define ENVOL_MAX_KEY_ID 64
+
+// Longest principal name in bytes (not counting the NUL).
+#define ENVOL_MAX_PRINCIPAL 256
+
+// Most key/value pairs in an encryption context.
+#define ENVOL_MAX_CONTEXT_PAIRS 16
+
+// Longest encryption-context key in bytes (not counting the NUL).
+#define ENVOL_MAX_CONTEXT_KEY 128
+
+// Longest encryption-context value in bytes (not counting the NUL).
+#define ENVOL_MAX_CONTEXT_VALUE 256
+
+// Size of a buffer that always holds a grant id and its NUL; grant-id
+// outputs must be at least this big.
+#define ENVOL_GRANT_ID_SIZE 64
+
+// Most operations one grant may list.
+#define ENVOL_MAX_GRANT_OPERATIONS 32
 
 // Result of every fallible call. Numbers are stable and never reused.
 typedef enum envol_status {
@@ -59,6 +89,42 @@ typedef enum envol_status {
   ENVOL_ERR_ALIGNMENT = 11,
   // A bug inside envol was caught at the boundary; nothing was written.
   ENVOL_ERR_INTERNAL = 12,
+  // The key policy and grants do not allow this principal this action.
+  ENVOL_ERR_ACCESS_DENIED = 13,
+  // No master key (or grant) with that id.
+  ENVOL_ERR_KEY_NOT_FOUND = 14,
+  // The master key is disabled.
+  ENVOL_ERR_KEY_DISABLED = 15,
+  // The master key is scheduled for deletion.
+  ENVOL_ERR_KEY_PENDING_DELETION = 16,
+  // The blob is not valid for this key service, was edited, or the
+  // encryption context is not the one it was made with (one error on
+  // purpose: it does not say which).
+  ENVOL_ERR_INVALID_CIPHERTEXT = 17,
+  // An output buffer is too small.
+  ENVOL_ERR_BUFFER_TOO_SMALL = 18,
+  // The key service could not be reached, failed, or answered nonsense;
+  // the call may be retried.
+  ENVOL_ERR_KMS_UNAVAILABLE = 19,
+  // The audit trail could not record the call (so it was refused), or
+  // the audit chain does not verify.
+  ENVOL_ERR_AUDIT_FAILED = 20,
+  // The key still protects volumes; deleting it needs an explicit force.
+  ENVOL_ERR_KEY_IN_USE = 21,
+  // The key policy document is invalid.
+  ENVOL_ERR_POLICY = 22,
+  // The sealed key store does not open: wrong root key, damaged, or a
+  // format this library does not read.
+  ENVOL_ERR_SEALED_STORE = 23,
+  // The encryption context is invalid: more than 16 pairs, a repeated,
+  // empty, NULL or over-long key, a NULL or over-long value, or a string
+  // that is not UTF-8.
+  ENVOL_ERR_CONTEXT = 24,
+  // The key id is invalid: over 64 bytes or not UTF-8 (any call), or,
+  // when creating a key, empty, with characters outside
+  // `[A-Za-z0-9._:/-]`, or already used. (Other calls report a well-formed
+  // id that names no key as `ENVOL_ERR_KEY_NOT_FOUND`.)
+  ENVOL_ERR_KEY_ID = 25,
 } envol_status;
 
 // The XTS kernels, by number. `ENVOL_BACKEND_AUTO` picks the best one.
@@ -77,6 +143,39 @@ typedef enum envol_backend {
   ENVOL_BACKEND_ARMV8 = 5,
 } envol_backend;
 
+// The state of a master key, as `envol_local_kms_describe_key` reports it.
+typedef enum envol_key_state {
+  // Usable.
+  ENVOL_KEY_ENABLED = 0,
+  // Refuses cryptographic use until enabled again.
+  ENVOL_KEY_DISABLED = 1,
+  // Scheduled for deletion; refuses cryptographic use; can be cancelled.
+  ENVOL_KEY_PENDING_DELETION = 2,
+  // Key material destroyed.
+  ENVOL_KEY_DELETED = 3,
+} envol_key_state;
+
+// What limits a grant, for the `constraint_kind` argument of
+// `envol_local_kms_create_grant` (passed as a plain `int`).
+typedef enum envol_grant_constraint {
+  // No limit on the encryption context.
+  ENVOL_GRANT_NO_CONSTRAINT = 0,
+  // The call's encryption context must be exactly the given pairs.
+  ENVOL_GRANT_CONTEXT_EQUALS = 1,
+  // The call's encryption context must contain the given pairs.
+  ENVOL_GRANT_CONTEXT_SUBSET = 2,
+} envol_grant_constraint;
+
+// The reference key service (`LocalKms`) as an opaque handle: master
+// keys made inside with the OS's randomness and never handed out, key
+// policies, grants, rotation, deletion windows on the system clock, and
+// a hash-chained audit log of every call, allowed or refused.
+//
+// Create with `envol_local_kms_new` or `envol_local_kms_unseal`, free
+// with `envol_local_kms_free`. Not thread-safe: use a handle from one
+// thread at a time (calls on different handles may run in parallel).
+typedef struct envol_local_kms envol_local_kms;
+
 // A caller-allocated XTS context (`ENVOL_XTS_SIZE` bytes, 64-byte aligned).
 //
 // Initialise with `envol_xts_init`, wipe with `envol_xts_wipe`. The bytes
@@ -84,6 +183,81 @@ typedef enum envol_backend {
 typedef struct ENVOL_ALIGNED(64) envol_xts {
   uint8_t opaque[ENVOL_XTS_SIZE];
 } envol_xts;
+
+// One encryption-context pair: two NUL-terminated UTF-8 strings, a key of
+// 1..=128 bytes and a value of at most 256 bytes. A context is an array of
+// at most 16 pairs with distinct keys, in any order, passed as
+// `(const envol_kv *ctx, size_t ctx_len)`; `ctx` may be NULL when
+// `ctx_len` is 0.
+typedef struct envol_kv {
+  // The key.
+  const char *key;
+  // The value.
+  const char *value;
+} envol_kv;
+
+// A key service as a table of C callbacks: how a hypervisor plugs in its
+// own transport (a network key service, an HSM, a test double). envol
+// calls it (through its adapter to the Rust `Kms` trait, `CallbackKms`)
+// wherever it needs a data key, e.g. in `envol_xts_init_from_blob`.
+//
+// Every callback gets `user` first and returns an `envol_status`; envol
+// reads the number as given, and any value it does not know (or one no key
+// service should return) counts as `ENVOL_ERR_KMS_UNAVAILABLE`. Strings are
+// NUL-terminated copies that live only during the call (principal at most
+// 256 bytes, key id at most 64); contexts are `envol_kv` arrays as above.
+// envol never trusts what a callback writes: a length that does not fit
+// the buffer it gave, or a data key that is not 32 or 64 bytes, makes the
+// call fail with `ENVOL_ERR_KMS_UNAVAILABLE`, and a failed callback's
+// outputs are discarded.
+//
+// - `generate_data_key`: write a fresh data key of `dek_len` (32 or 64)
+//   bytes to `dek_out` and its wrapped form (at most `blob_cap` bytes) to
+//   `blob_out`, its length to `*blob_len`.
+// - `decrypt_data_key`: unwrap `blob` made under `ctx` into `dek_out`
+//   (`dek_cap` bytes of room), its length (32 or 64) to `*dek_len`.
+// - `re_encrypt`: re-wrap `blob` (made under `src_ctx`) under `dest_key_id`
+//   and `dst_ctx` into `blob_out` (at most `blob_cap` bytes), its length to
+//   `*out_len`; may be NULL if the service cannot.
+typedef struct envol_kms_callbacks {
+  // Passed unchanged as the first argument of every callback.
+  void *user;
+  // Generates a data key (AWS: GenerateDataKey).
+  envol_status (*generate_data_key)(void *user,
+                                    const char *principal,
+                                    const char *key_id,
+                                    size_t dek_len,
+                                    const struct envol_kv *ctx,
+                                    size_t ctx_len,
+                                    uint8_t *dek_out,
+                                    uint8_t *blob_out,
+                                    size_t blob_cap,
+                                    size_t *blob_len);
+  // Unwraps a data key (AWS: Decrypt).
+  envol_status (*decrypt_data_key)(void *user,
+                                   const char *principal,
+                                   const uint8_t *blob,
+                                   size_t blob_len,
+                                   const struct envol_kv *ctx,
+                                   size_t ctx_len,
+                                   uint8_t *dek_out,
+                                   size_t dek_cap,
+                                   size_t *dek_len);
+  // Re-wraps a blob under another key and context (AWS: ReEncrypt);
+  // may be NULL.
+  envol_status (*re_encrypt)(void *user,
+                             const char *principal,
+                             const uint8_t *blob,
+                             size_t blob_len,
+                             const struct envol_kv *src_ctx,
+                             size_t src_len,
+                             const char *dest_key_id,
+                             const struct envol_kv *dst_ctx,
+                             size_t dst_len,
+                             uint8_t *blob_out,
+                             size_t blob_cap,
+                             size_t *out_len);
+} envol_kms_callbacks;
 
 #ifdef __cplusplus
 extern "C" {
@@ -191,6 +365,390 @@ int envol_backend_available(envol_backend backend);
 
 // "auto", "soft", "aesni", "vaes256", "vaes512", "armv8", or "unknown".
 const char *envol_backend_name(envol_backend backend);
+
+// Unwraps a data key through a key service's callback table and
+// initialises `ctx` with it on the best available backend, as
+// `envol_xts_init` does. The plaintext data key never reaches the caller:
+// the callback writes it into an envol stack buffer, and every buffer that
+// held it is wiped before this returns.
+//
+// Only `kms->decrypt_data_key` is called; if it is NULL the result is
+// `ENVOL_ERR_NULL_POINTER`. The key service's refusals come back as its
+// status (`ENVOL_ERR_ACCESS_DENIED`, `ENVOL_ERR_INVALID_CIPHERTEXT`, ...);
+// a callback status envol does not know, or outputs that do not add up,
+// give `ENVOL_ERR_KMS_UNAVAILABLE`. On any error `ctx` is left as it was.
+//
+// # Safety
+// `ctx` NULL or a writable `envol_xts`; `kms` NULL or a readable
+// `envol_kms_callbacks` whose callbacks keep its contract; `principal` NULL
+// or a NUL-terminated string; `blob` NULL or valid for `blob_len` reads;
+// `enc_ctx` as for every context argument.
+enum envol_status envol_xts_init_from_blob(struct envol_xts *ctx,
+                                           const struct envol_kms_callbacks *kms,
+                                           const char *principal,
+                                           const uint8_t *blob,
+                                           size_t blob_len,
+                                           const struct envol_kv *enc_ctx,
+                                           size_t enc_ctx_len);
+
+// Creates an empty key service (no keys, empty audit log) using the
+// OS's randomness and the system clock, and stores its handle in
+// `*out`.
+//
+// # Safety
+// `out` NULL or valid for one pointer write.
+enum envol_status envol_local_kms_new(struct envol_local_kms **out);
+
+// Frees a handle; its master keys are zeroized as they are dropped.
+// NULL is accepted and ignored.
+//
+// # Safety
+// `kms` NULL or a handle from `envol_local_kms_new`/`_unseal` not freed
+// before and not used after.
+void envol_local_kms_free(struct envol_local_kms *kms);
+
+// Seals the whole service (master keys, states, policies, grants,
+// protected volumes, the audit chain's head) under the 32-byte
+// `root_key` with AES-256-GCM into `out`, and stores its length in
+// `*out_len`.
+//
+// Exception to "a failed call writes nothing": when `out_cap` is too
+// small the result is `ENVOL_ERR_BUFFER_TOO_SMALL` and `*out_len` is set
+// to the size needed (nothing is written to `out`). `out` may be NULL
+// when `out_cap` is 0, to ask for the size. The size depends only on
+// what the service holds, so it stays right until the next change.
+//
+// # Safety
+// `kms` NULL or a live handle; `root_key` NULL or valid for 32 reads;
+// `out` NULL or valid for `out_cap` writes; `out_len` NULL or writable.
+//
+enum envol_status envol_local_kms_seal(struct envol_local_kms *kms,
+                                       const uint8_t root_key[32],
+                                       uint8_t *out,
+                                       size_t out_cap,
+                                       size_t *out_len);
+
+// Opens a store made by `envol_local_kms_seal` with the same
+// `root_key`, and stores a new handle in `*out`; the old handle (if
+// still alive) is not affected. The new service's audit log starts
+// empty and continues the sealed chain. A wrong root key, a damaged or
+// truncated store, or a format this library does not read is
+// `ENVOL_ERR_SEALED_STORE`.
+//
+// # Safety
+// `root_key` NULL or valid for 32 reads; `in` NULL or valid for `len`
+// reads; `out` NULL or valid for one pointer write.
+//
+enum envol_status envol_local_kms_unseal(const uint8_t root_key[32],
+                                         const uint8_t *in,
+                                         size_t len,
+                                         struct envol_local_kms **out);
+
+// Creates master key `key_id` with a fresh backing version and the key
+// policy `policy_json` (AWS KMS policy JSON with `"Envol"` principals).
+// Audited as `kms:PutKeyPolicy` by `creator`. An invalid or already
+// used key id is `ENVOL_ERR_KEY_ID`, an invalid policy
+// `ENVOL_ERR_POLICY`.
+//
+// # Safety
+// `kms` NULL or a live handle; each string NULL or NUL-terminated.
+enum envol_status envol_local_kms_create_key(struct envol_local_kms *kms,
+                                             const char *creator,
+                                             const char *key_id,
+                                             const char *policy_json);
+
+// Replaces the key policy of `key_id` (needs `kms:PutKeyPolicy`).
+//
+// # Safety
+// As for [`envol_local_kms_create_key`].
+enum envol_status envol_local_kms_put_key_policy(struct envol_local_kms *kms,
+                                                 const char *principal,
+                                                 const char *key_id,
+                                                 const char *policy_json);
+
+// Disabled → Enabled (needs `kms:EnableKey`).
+//
+// # Safety
+// `kms` NULL or a live handle; `principal`, `key_id` NULL or
+// NUL-terminated.
+enum envol_status envol_local_kms_enable_key(struct envol_local_kms *kms,
+                                             const char *principal,
+                                             const char *key_id);
+
+// Enabled → Disabled (needs `kms:DisableKey`): the key then refuses
+// cryptographic use with `ENVOL_ERR_KEY_DISABLED`.
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`].
+enum envol_status envol_local_kms_disable_key(struct envol_local_kms *kms,
+                                              const char *principal,
+                                              const char *key_id);
+
+// Schedules deletion of `key_id` in `days` (7..=30) days and stores the
+// deletion time (seconds since the Unix epoch) in `*delete_at`. A key
+// that still protects volumes needs `force` != 0, else
+// `ENVOL_ERR_KEY_IN_USE`. Until then the key refuses cryptographic use
+// with `ENVOL_ERR_KEY_PENDING_DELETION`.
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`]; `delete_at` NULL or writable.
+enum envol_status envol_local_kms_schedule_key_deletion(struct envol_local_kms *kms,
+                                                        const char *principal,
+                                                        const char *key_id,
+                                                        uint32_t days,
+                                                        int force,
+                                                        uint64_t *delete_at);
+
+// Cancels a scheduled deletion; the key is then disabled (as in AWS
+// KMS) until enabled again.
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`].
+enum envol_status envol_local_kms_cancel_key_deletion(struct envol_local_kms *kms,
+                                                      const char *principal,
+                                                      const char *key_id);
+
+// Adds a backing version to `key_id` now (needs
+// `kms:RotateKeyOnDemand`) and stores its number in `*new_version`. New
+// data keys are wrapped under it; blobs made under older versions still
+// unwrap.
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`]; `new_version` NULL or writable.
+enum envol_status envol_local_kms_rotate_key(struct envol_local_kms *kms,
+                                             const char *principal,
+                                             const char *key_id,
+                                             uint32_t *new_version);
+
+// Turns on automatic rotation of `key_id` every `period_days`
+// (1..=2560) days, applied on the service's next call after each
+// period.
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`].
+enum envol_status envol_local_kms_enable_key_rotation(struct envol_local_kms *kms,
+                                                      const char *principal,
+                                                      const char *key_id,
+                                                      uint32_t period_days);
+
+// Turns off automatic rotation of `key_id`.
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`].
+enum envol_status envol_local_kms_disable_key_rotation(struct envol_local_kms *kms,
+                                                       const char *principal,
+                                                       const char *key_id);
+
+// Stores the state of `key_id` in `*state` and its number of backing
+// versions in `*backing_versions` (needs `kms:DescribeKey`).
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`]; `state` and `backing_versions`
+// NULL or writable.
+enum envol_status envol_local_kms_describe_key(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               enum envol_key_state *state,
+                                               uint32_t *backing_versions);
+
+// Lets `grantee` perform `operations` (`n_ops` action names such as
+// `"kms:Decrypt"`, `"kms:GenerateDataKey"`) on `key_id`, limited by
+// `constraint_kind` (an `envol_grant_constraint`: 0 none, 1 the call's
+// context must equal `constraint`, 2 it must contain `constraint`).
+// With kind 0, `constraint_len` must be 0. `retiring_principal` (may be
+// NULL) may retire the grant besides the grantee. Needs
+// `kms:CreateGrant`.
+//
+// Writes the new grant's id, NUL-terminated, to `grant_id_out`, which
+// must have room for `ENVOL_GRANT_ID_SIZE` bytes: a smaller
+// `grant_id_cap` is `ENVOL_ERR_BUFFER_TOO_SMALL` before any grant is
+// made. An unknown action name or constraint kind is
+// `ENVOL_ERR_INVALID_ARGUMENT`; an invalid constraint context
+// `ENVOL_ERR_CONTEXT`.
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated;
+// `operations` NULL or valid for `n_ops` reads; `constraint` as for
+// every context argument; `grant_id_out` NULL or valid for
+// `grant_id_cap` writes.
+enum envol_status envol_local_kms_create_grant(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               const char *grantee,
+                                               const char *const *operations,
+                                               size_t n_ops,
+                                               int constraint_kind,
+                                               const struct envol_kv *constraint,
+                                               size_t constraint_len,
+                                               const char *retiring_principal,
+                                               char *grant_id_out,
+                                               size_t grant_id_cap);
+
+// Retires grant `grant_id` of `key_id`: allowed for its grantee and its
+// retiring principal, or by policy (`kms:RetireGrant`). An unknown
+// grant is `ENVOL_ERR_KEY_NOT_FOUND`.
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated.
+enum envol_status envol_local_kms_retire_grant(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               const char *grant_id);
+
+// Revokes grant `grant_id` of `key_id` (needs `kms:RevokeGrant`). An
+// unknown grant is `ENVOL_ERR_KEY_NOT_FOUND`.
+//
+// # Safety
+// As for [`envol_local_kms_retire_grant`].
+enum envol_status envol_local_kms_revoke_grant(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               const char *grant_id);
+
+// Stores the number of grants on `key_id` in `*count` (needs
+// `kms:ListGrants`).
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`]; `count` NULL or writable.
+enum envol_status envol_local_kms_grant_count(struct envol_local_kms *kms,
+                                              const char *principal,
+                                              const char *key_id,
+                                              size_t *count);
+
+// Stores in `*count` how many distinct encryption contexts (volumes)
+// `key_id` has wrapped data keys for: what deleting it would make
+// unreadable (needs `kms:ListProtectedVolumes`).
+//
+// # Safety
+// As for [`envol_local_kms_grant_count`].
+enum envol_status envol_local_kms_protected_volume_count(struct envol_local_kms *kms,
+                                                         const char *principal,
+                                                         const char *key_id,
+                                                         size_t *count);
+
+// The number of events in the handle's in-memory audit log, or 0 for
+// NULL: every call since the handle was created or unsealed, up to the
+// service's in-memory window (the oldest events are then dropped; the
+// chain continues and still verifies).
+//
+// # Safety
+// `kms` NULL or a live handle.
+size_t envol_local_kms_audit_len(const struct envol_local_kms *kms);
+
+// Writes audit event `index` (0 = oldest held) as one NUL-terminated
+// human-readable line to `buf` and its length (without the NUL) to
+// `*len`, e.g.
+// `seq=3 time=1700000000 principal=mallory action=kms:Decrypt key=disk-key context={volume=vol-1} outcome=ENVOL_ERR_ACCESS_DENIED hash=0123456789abcdef`
+// (`hash` is the first 8 bytes of the event's chain hash; in names and
+// context strings, controls, space, `\`, `=`, `,`, `{` and `}` appear
+// as `\xNN`). An index past the end is `ENVOL_ERR_INVALID_ARGUMENT`.
+//
+// Exception to "a failed call writes nothing": when `cap` is too small
+// the result is `ENVOL_ERR_BUFFER_TOO_SMALL` and `*len` is set to the
+// buffer size needed, NUL included (nothing is written to `buf`). `buf`
+// may be NULL when `cap` is 0, to ask for the size.
+//
+// # Safety
+// `kms` NULL or a live handle; `buf` NULL or valid for `cap` writes;
+// `len` NULL or writable.
+enum envol_status envol_local_kms_audit_line(const struct envol_local_kms *kms,
+                                             size_t index,
+                                             char *buf,
+                                             size_t cap,
+                                             size_t *len);
+
+// Checks the handle's audit log: consecutive sequence numbers, each
+// event linked to the one before and carrying its own correct hash
+// (and, for a log starting at event 0, a zero first link).
+// `ENVOL_ERR_AUDIT_FAILED` if it does not verify.
+//
+// # Safety
+// `kms` NULL or a live handle.
+enum envol_status envol_local_kms_audit_verify(const struct envol_local_kms *kms);
+
+// Makes a fresh data key of `dek_len` bytes (32: XTS-AES-128, 64:
+// XTS-AES-256, else `ENVOL_ERR_KEY_LENGTH`) under master key `key_id`,
+// bound to the encryption context `ctx`; writes it in plaintext to
+// `dek_out` (`dek_len` bytes) and wrapped to `blob_out`, whose length
+// goes to `*blob_len`. `blob_cap` must be at least
+// 43 + strlen(key_id) + dek_len (`ENVOL_MAX_BLOB` always is), else
+// `ENVOL_ERR_BUFFER_TOO_SMALL` before anything is made. Needs
+// `kms:GenerateDataKey`; the context is recorded as protected by the
+// key.
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated; `ctx` as
+// for every context argument; `dek_out` NULL or valid for `dek_len`
+// writes; `blob_out` NULL or valid for `blob_cap` writes; `blob_len`
+// NULL or writable.
+enum envol_status envol_local_kms_generate_data_key(struct envol_local_kms *kms,
+                                                    const char *principal,
+                                                    const char *key_id,
+                                                    size_t dek_len,
+                                                    const struct envol_kv *ctx,
+                                                    size_t ctx_len,
+                                                    uint8_t *dek_out,
+                                                    uint8_t *blob_out,
+                                                    size_t blob_cap,
+                                                    size_t *blob_len);
+
+// Unwraps the data key in `blob` (made under the encryption context
+// `ctx`) into `dek_out` (`dek_cap` bytes of room, 64 always suffice)
+// and its length (32 or 64) into `*dek_len`. Needs `kms:Decrypt` on the
+// blob's master key. A blob that is damaged, not envol's, or made under
+// another context is `ENVOL_ERR_INVALID_CIPHERTEXT`.
+//
+// # Safety
+// `kms` NULL or a live handle; `principal` NULL or NUL-terminated;
+// `blob` NULL or valid for `blob_len` reads; `ctx` as for every context
+// argument; `dek_out` NULL or valid for `dek_cap` writes; `dek_len` NULL
+// or writable.
+enum envol_status envol_local_kms_decrypt_data_key(struct envol_local_kms *kms,
+                                                   const char *principal,
+                                                   const uint8_t *blob,
+                                                   size_t blob_len,
+                                                   const struct envol_kv *ctx,
+                                                   size_t ctx_len,
+                                                   uint8_t *dek_out,
+                                                   size_t dek_cap,
+                                                   size_t *dek_len);
+
+// Re-wraps the data key (or secret) in `blob`, made under `src_ctx`,
+// under master key `dest_key_id` bound to `dst_ctx`, without the
+// plaintext leaving the service; writes the new blob to `blob_out` and
+// its length to `*out_len`. Needs `kms:ReEncryptFrom` on the source key
+// and `kms:ReEncryptTo` on the destination. `blob_cap` too small for
+// the new blob is `ENVOL_ERR_BUFFER_TOO_SMALL` (`ENVOL_MAX_BLOB` always
+// suffices).
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated; `blob`
+// NULL or valid for `blob_len` reads; contexts as for every context
+// argument; `blob_out` NULL or valid for `blob_cap` writes; `out_len`
+// NULL or writable.
+enum envol_status envol_local_kms_re_encrypt(struct envol_local_kms *kms,
+                                             const char *principal,
+                                             const uint8_t *blob,
+                                             size_t blob_len,
+                                             const struct envol_kv *src_ctx,
+                                             size_t src_len,
+                                             const char *dest_key_id,
+                                             const struct envol_kv *dst_ctx,
+                                             size_t dst_len,
+                                             uint8_t *blob_out,
+                                             size_t blob_cap,
+                                             size_t *out_len);
+
+// Fills `*out` with a callback table whose three functions call this
+// handle (`user` is the handle), so code written against
+// `envol_kms_callbacks` (e.g. `envol_xts_init_from_blob`) runs on the
+// reference service unchanged. The table is valid while the handle
+// lives, and shares its one-thread-at-a-time rule.
+//
+// # Safety
+// `kms` NULL or a live handle; `out` NULL or writable.
+enum envol_status envol_local_kms_callbacks(struct envol_local_kms *kms,
+                                            struct envol_kms_callbacks *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -3,6 +3,7 @@
 
 use core::ffi::{CStr, c_char};
 
+use envol::kms::KmsError;
 use envol::xts::{Backend, Error as XtsError};
 
 /// Result of every fallible call. Numbers are stable and never reused.
@@ -35,10 +36,46 @@ pub enum envol_status {
     ENVOL_ERR_ALIGNMENT = 11,
     /// A bug inside envol was caught at the boundary; nothing was written.
     ENVOL_ERR_INTERNAL = 12,
+    /// The key policy and grants do not allow this principal this action.
+    ENVOL_ERR_ACCESS_DENIED = 13,
+    /// No master key (or grant) with that id.
+    ENVOL_ERR_KEY_NOT_FOUND = 14,
+    /// The master key is disabled.
+    ENVOL_ERR_KEY_DISABLED = 15,
+    /// The master key is scheduled for deletion.
+    ENVOL_ERR_KEY_PENDING_DELETION = 16,
+    /// The blob is not valid for this key service, was edited, or the
+    /// encryption context is not the one it was made with (one error on
+    /// purpose: it does not say which).
+    ENVOL_ERR_INVALID_CIPHERTEXT = 17,
+    /// An output buffer is too small.
+    ENVOL_ERR_BUFFER_TOO_SMALL = 18,
+    /// The key service could not be reached, failed, or answered nonsense;
+    /// the call may be retried.
+    ENVOL_ERR_KMS_UNAVAILABLE = 19,
+    /// The audit trail could not record the call (so it was refused), or
+    /// the audit chain does not verify.
+    ENVOL_ERR_AUDIT_FAILED = 20,
+    /// The key still protects volumes; deleting it needs an explicit force.
+    ENVOL_ERR_KEY_IN_USE = 21,
+    /// The key policy document is invalid.
+    ENVOL_ERR_POLICY = 22,
+    /// The sealed key store does not open: wrong root key, damaged, or a
+    /// format this library does not read.
+    ENVOL_ERR_SEALED_STORE = 23,
+    /// The encryption context is invalid: more than 16 pairs, a repeated,
+    /// empty, NULL or over-long key, a NULL or over-long value, or a string
+    /// that is not UTF-8.
+    ENVOL_ERR_CONTEXT = 24,
+    /// The key id is invalid: over 64 bytes or not UTF-8 (any call), or,
+    /// when creating a key, empty, with characters outside
+    /// `[A-Za-z0-9._:/-]`, or already used. (Other calls report a well-formed
+    /// id that names no key as `ENVOL_ERR_KEY_NOT_FOUND`.)
+    ENVOL_ERR_KEY_ID = 25,
 }
 
 impl envol_status {
-    const ALL: [envol_status; 13] = [
+    pub(crate) const ALL: [envol_status; 26] = [
         envol_status::ENVOL_OK,
         envol_status::ENVOL_ERR_NULL_POINTER,
         envol_status::ENVOL_ERR_KEY_LENGTH,
@@ -52,6 +89,19 @@ impl envol_status {
         envol_status::ENVOL_ERR_INVALID_ARGUMENT,
         envol_status::ENVOL_ERR_ALIGNMENT,
         envol_status::ENVOL_ERR_INTERNAL,
+        envol_status::ENVOL_ERR_ACCESS_DENIED,
+        envol_status::ENVOL_ERR_KEY_NOT_FOUND,
+        envol_status::ENVOL_ERR_KEY_DISABLED,
+        envol_status::ENVOL_ERR_KEY_PENDING_DELETION,
+        envol_status::ENVOL_ERR_INVALID_CIPHERTEXT,
+        envol_status::ENVOL_ERR_BUFFER_TOO_SMALL,
+        envol_status::ENVOL_ERR_KMS_UNAVAILABLE,
+        envol_status::ENVOL_ERR_AUDIT_FAILED,
+        envol_status::ENVOL_ERR_KEY_IN_USE,
+        envol_status::ENVOL_ERR_POLICY,
+        envol_status::ENVOL_ERR_SEALED_STORE,
+        envol_status::ENVOL_ERR_CONTEXT,
+        envol_status::ENVOL_ERR_KEY_ID,
     ];
 
     /// The status with this number, if there is one.
@@ -61,7 +111,12 @@ impl envol_status {
 
     /// The stable name as a C string.
     pub fn name_c(self) -> *const c_char {
-        let s: &'static CStr = match self {
+        self.name_cstr().as_ptr()
+    }
+
+    /// The stable name, e.g. `c"ENVOL_ERR_WEAK_KEY"`.
+    pub(crate) fn name_cstr(self) -> &'static CStr {
+        match self {
             envol_status::ENVOL_OK => c"ENVOL_OK",
             envol_status::ENVOL_ERR_NULL_POINTER => c"ENVOL_ERR_NULL_POINTER",
             envol_status::ENVOL_ERR_KEY_LENGTH => c"ENVOL_ERR_KEY_LENGTH",
@@ -75,8 +130,20 @@ impl envol_status {
             envol_status::ENVOL_ERR_INVALID_ARGUMENT => c"ENVOL_ERR_INVALID_ARGUMENT",
             envol_status::ENVOL_ERR_ALIGNMENT => c"ENVOL_ERR_ALIGNMENT",
             envol_status::ENVOL_ERR_INTERNAL => c"ENVOL_ERR_INTERNAL",
-        };
-        s.as_ptr()
+            envol_status::ENVOL_ERR_ACCESS_DENIED => c"ENVOL_ERR_ACCESS_DENIED",
+            envol_status::ENVOL_ERR_KEY_NOT_FOUND => c"ENVOL_ERR_KEY_NOT_FOUND",
+            envol_status::ENVOL_ERR_KEY_DISABLED => c"ENVOL_ERR_KEY_DISABLED",
+            envol_status::ENVOL_ERR_KEY_PENDING_DELETION => c"ENVOL_ERR_KEY_PENDING_DELETION",
+            envol_status::ENVOL_ERR_INVALID_CIPHERTEXT => c"ENVOL_ERR_INVALID_CIPHERTEXT",
+            envol_status::ENVOL_ERR_BUFFER_TOO_SMALL => c"ENVOL_ERR_BUFFER_TOO_SMALL",
+            envol_status::ENVOL_ERR_KMS_UNAVAILABLE => c"ENVOL_ERR_KMS_UNAVAILABLE",
+            envol_status::ENVOL_ERR_AUDIT_FAILED => c"ENVOL_ERR_AUDIT_FAILED",
+            envol_status::ENVOL_ERR_KEY_IN_USE => c"ENVOL_ERR_KEY_IN_USE",
+            envol_status::ENVOL_ERR_POLICY => c"ENVOL_ERR_POLICY",
+            envol_status::ENVOL_ERR_SEALED_STORE => c"ENVOL_ERR_SEALED_STORE",
+            envol_status::ENVOL_ERR_CONTEXT => c"ENVOL_ERR_CONTEXT",
+            envol_status::ENVOL_ERR_KEY_ID => c"ENVOL_ERR_KEY_ID",
+        }
     }
 }
 
@@ -91,6 +158,53 @@ impl From<XtsError> for envol_status {
             XtsError::BackendUnavailable => envol_status::ENVOL_ERR_BACKEND_UNAVAILABLE,
             _ => envol_status::ENVOL_ERR_INTERNAL,
         }
+    }
+}
+
+impl From<KmsError> for envol_status {
+    fn from(e: KmsError) -> Self {
+        match e {
+            KmsError::AccessDenied => envol_status::ENVOL_ERR_ACCESS_DENIED,
+            KmsError::NotFound => envol_status::ENVOL_ERR_KEY_NOT_FOUND,
+            KmsError::Disabled => envol_status::ENVOL_ERR_KEY_DISABLED,
+            KmsError::PendingDeletion => envol_status::ENVOL_ERR_KEY_PENDING_DELETION,
+            KmsError::InvalidCiphertext => envol_status::ENVOL_ERR_INVALID_CIPHERTEXT,
+            KmsError::InvalidArgument => envol_status::ENVOL_ERR_INVALID_ARGUMENT,
+            KmsError::BufferTooSmall => envol_status::ENVOL_ERR_BUFFER_TOO_SMALL,
+            KmsError::Unavailable => envol_status::ENVOL_ERR_KMS_UNAVAILABLE,
+            KmsError::AuditFailed => envol_status::ENVOL_ERR_AUDIT_FAILED,
+            KmsError::KeyInUse => envol_status::ENVOL_ERR_KEY_IN_USE,
+            // A variant newer than this mapping: a gap in envol itself.
+            _ => envol_status::ENVOL_ERR_INTERNAL,
+        }
+    }
+}
+
+/// What a status returned by a key-service callback means to the [`Kms`]
+/// trait. Unknown numbers, and known ones no key service should return,
+/// mean the service failed: `Unavailable`.
+///
+/// [`Kms`]: envol::kms::Kms
+pub(crate) fn kms_result(status: envol_status_arg) -> Result<(), KmsError> {
+    match envol_status::from_raw(status.0) {
+        Some(envol_status::ENVOL_OK) => Ok(()),
+        Some(envol_status::ENVOL_ERR_ACCESS_DENIED) => Err(KmsError::AccessDenied),
+        Some(envol_status::ENVOL_ERR_KEY_NOT_FOUND) => Err(KmsError::NotFound),
+        Some(envol_status::ENVOL_ERR_KEY_DISABLED) => Err(KmsError::Disabled),
+        Some(envol_status::ENVOL_ERR_KEY_PENDING_DELETION) => Err(KmsError::PendingDeletion),
+        Some(envol_status::ENVOL_ERR_INVALID_CIPHERTEXT) => Err(KmsError::InvalidCiphertext),
+        Some(envol_status::ENVOL_ERR_BUFFER_TOO_SMALL) => Err(KmsError::BufferTooSmall),
+        Some(envol_status::ENVOL_ERR_AUDIT_FAILED) => Err(KmsError::AuditFailed),
+        Some(envol_status::ENVOL_ERR_KEY_IN_USE) => Err(KmsError::KeyInUse),
+        Some(
+            envol_status::ENVOL_ERR_INVALID_ARGUMENT
+            | envol_status::ENVOL_ERR_NULL_POINTER
+            | envol_status::ENVOL_ERR_LENGTH
+            | envol_status::ENVOL_ERR_KEY_LENGTH
+            | envol_status::ENVOL_ERR_CONTEXT
+            | envol_status::ENVOL_ERR_KEY_ID,
+        ) => Err(KmsError::InvalidArgument),
+        _ => Err(KmsError::Unavailable),
     }
 }
 
@@ -213,6 +327,46 @@ pub(crate) unsafe fn in_slice<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8]
     // SAFETY: non-NULL, span checked to fit the address space; validity is
     // the caller's contract.
     Ok(unsafe { core::slice::from_raw_parts(ptr, len) })
+}
+
+/// Why a C string was refused by [`in_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StrError {
+    /// The pointer is NULL.
+    Null,
+    /// No NUL within the first `max + 1` bytes.
+    TooLong,
+    /// Not UTF-8.
+    NotUtf8,
+}
+
+/// A NUL-terminated UTF-8 string from C of at most `max` bytes (not counting
+/// the NUL). Reads at most `max + 1` bytes, so an over-long or unterminated
+/// string is refused without reading on past it.
+///
+/// # Safety
+/// If `ptr` is not NULL it must point to a NUL-terminated string (or to at
+/// least `max + 1` readable bytes) that is not written during `'a`.
+pub(crate) unsafe fn in_str<'a>(ptr: *const c_char, max: usize) -> Result<&'a str, StrError> {
+    if ptr.is_null() {
+        return Err(StrError::Null);
+    }
+    let p = ptr.cast::<u8>();
+    let mut len = 0;
+    loop {
+        // SAFETY: bytes before index `len` were not NUL, so per the contract
+        // byte `len` (at most `max`) is still inside the string or the bound.
+        if unsafe { p.add(len).read() } == 0 {
+            break;
+        }
+        if len == max {
+            return Err(StrError::TooLong);
+        }
+        len += 1;
+    }
+    // SAFETY: the `len` bytes before the NUL were just read through `p`.
+    let bytes = unsafe { core::slice::from_raw_parts(p, len) };
+    core::str::from_utf8(bytes).map_err(|_| StrError::NotUtf8)
 }
 
 /// Checks that `len` bytes from `addr` fit in the address space and in a

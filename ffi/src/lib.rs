@@ -5,14 +5,23 @@
 //! into C (hosted builds catch panics and return `ENVOL_ERR_INTERNAL`);
 //! a failed call writes nothing to its outputs; contexts are caller-allocated
 //! structs of a size fixed in the header; pointers are checked for NULL.
+//!
+//! Parts: the sector engine (`xts.rs`: `envol_xts_*`, `envol_backend_*`) and
+//! the key service (`kms.rs`: encryption contexts, the `envol_kms_callbacks`
+//! table a hypervisor plugs its key service into, `envol_xts_init_from_blob`,
+//! and on hosted builds the reference service `envol_local_kms_*`).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(non_camel_case_types)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod boundary;
+// The engine first: cbindgen writes the header in this order.
 mod xts;
+// The key service, built on the engine.
+mod kms;
 
 pub use boundary::{envol_backend, envol_backend_arg, envol_status, envol_status_arg};
+pub use kms::*;
 pub use xts::*;
 
 use core::ffi::c_char;

@@ -159,11 +159,39 @@ pub unsafe extern "C" fn envol_xts_init_with_backend(
             Some(BackendChoice::Fixed(b)) => b,
             None => return envol_status::ENVOL_ERR_INVALID_ARGUMENT,
         };
-        let xts = try_status!(Xts::with_backend(key, backend));
         // SAFETY: `slot` is the caller's aligned, writable context.
-        unsafe { store(slot, xts) };
+        try_status!(unsafe { init_slot(slot, key, backend) });
         envol_status::ENVOL_OK
     })
+}
+
+/// Builds an engine for `key` on `backend` and stores it in `slot`; on error
+/// `slot` is left as it was.
+///
+/// # Safety
+/// As for [`store`].
+unsafe fn init_slot(slot: *mut Slot, key: &[u8], backend: Backend) -> Result<(), envol_status> {
+    let xts = Xts::with_backend(key, backend)?;
+    // SAFETY: forwarded contract.
+    unsafe { store(slot, xts) };
+    Ok(())
+}
+
+/// Checks an `envol_xts` pointer (NULL, alignment) before anything else is
+/// done for a call that will initialise it.
+pub(crate) fn check_ctx(ctx: *mut envol_xts) -> Result<(), envol_status> {
+    slot_ptr(ctx).map(|_| ())
+}
+
+/// Initialises `ctx` with `key` on the best available backend, as
+/// `envol_xts_init` does; on error `ctx` is left as it was.
+///
+/// # Safety
+/// `ctx` is NULL or points to a writable `envol_xts`.
+pub(crate) unsafe fn init_best(ctx: *mut envol_xts, key: &[u8]) -> Result<(), envol_status> {
+    let slot = slot_ptr(ctx)?;
+    // SAFETY: `slot` is the caller's aligned, writable context.
+    unsafe { init_slot(slot, key, Backend::detect()) }
 }
 
 /// Direction of a data call.
