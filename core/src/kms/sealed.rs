@@ -92,6 +92,29 @@ impl LocalKms {
         Ok(out)
     }
 
+    /// Wraps arbitrary `body` bytes in a well-formed sealed file under `root`,
+    /// so fuzzers reach the store decoder. Not for production use.
+    #[doc(hidden)]
+    pub fn seal_raw_body_for_fuzzing(root: &[u8; 32], body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(HEAD + body.len() + 16);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[VERSION, 0, 0, 0]);
+        out.extend_from_slice(&[7u8; 12]);
+        out.extend_from_slice(&len.to_le_bytes());
+        let cipher = Aes256Gcm::new(&(*root).into());
+        if let Ok(tag) = cipher.encrypt_inout_detached(
+            &Nonce::from([7u8; 12]),
+            &out[..HEAD],
+            body.as_mut_slice().into(),
+        ) {
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&tag);
+        }
+        out
+    }
+
     /// Opens a sealed store with `root` and the service's collaborators.
     pub fn unseal(
         root: &[u8; 32],

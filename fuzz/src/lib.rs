@@ -1,0 +1,342 @@
+//! Harness functions shared by the cargo-fuzz targets (one per
+//! `fuzz_targets/*.rs`) and by `tests/regressions.rs`, which replays the
+//! committed seeds and every input that ever crashed on plain `cargo test`.
+//!
+//! Each function panics exactly when a property is broken: a parser that
+//! accepts bytes it does not re-encode identically, a backend that differs
+//! from `soft` or from `xts-mode`, a volume attached with parameters that
+//! were not the authenticated ones. Any other panic is a bug too.
+
+use std::sync::OnceLock;
+
+use arbitrary::{Arbitrary, Unstructured};
+use envol::envelope::{Context, MAX_BLOB, WrappedKey};
+use envol::header::{self, CipherSuite, Header, Params, SLOT_SIZE};
+use envol::kms::audit::{AuditEvent, verify_encoded};
+use envol::kms::policy::Policy;
+use envol::kms::{Clock, Kms, LocalKms};
+use envol::volume::{MemDevice, Volume};
+use envol::xts::{Backend, Xts};
+
+/// Any bytes as one header copy: a typed error or a header that re-encodes
+/// to the same bytes.
+pub fn header_parse(data: &[u8]) {
+    if let Ok(h) = Header::parse(data) {
+        let mut out = [0u8; SLOT_SIZE];
+        let n = h.encode(&mut out).expect("accepted header encodes");
+        assert_eq!(&out[..n], &data[..n], "encode(parse(h)) != h");
+    }
+    let (a, b) = data.split_at(data.len() / 2);
+    let _ = header::pick(a, b);
+}
+
+/// Like [`header_parse`], but with the length and checksum fixed up so
+/// mutations reach the fields behind the checksum (as cryptsetup's fuzzers do).
+pub fn header_parse_fixed(data: &[u8]) {
+    let mut slot = [0u8; SLOT_SIZE];
+    let n = data.len().min(SLOT_SIZE);
+    slot[..n].copy_from_slice(&data[..n]);
+    slot[..8].copy_from_slice(b"ENVOLHDR");
+    let len = n.clamp(140, SLOT_SIZE);
+    slot[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+    use sha2::Digest;
+    let sum: [u8; 32] = sha2::Sha256::digest(&slot[..len - 32]).into();
+    slot[len - 32..len].copy_from_slice(&sum);
+    header_parse(&slot[..len]);
+}
+
+/// Any bytes as a wrapped-key blob: an error or exact re-encoding; opening
+/// an accepted blob with a fixed key and context never panics.
+pub fn blob_parse(data: &[u8]) {
+    if let Ok(w) = WrappedKey::parse(data) {
+        let mut out = [0u8; MAX_BLOB];
+        let n = w.encode(&mut out).expect("accepted blob encodes");
+        assert_eq!(&out[..n], data);
+        let mk = envol::envelope::MasterKey::from_bytes([9; 32]);
+        let mut plain = [0u8; envol::envelope::MAX_SECRET];
+        assert!(w.open(&mk, &Context::empty(), &mut plain).is_err());
+    }
+}
+
+/// Any bytes as a canonical context encoding: an error or exact re-encoding;
+/// and building a context from arbitrary pairs never panics.
+pub fn context_encode(data: &[u8]) {
+    if let Ok(c) = Context::decode(data) {
+        let mut out = vec![0u8; c.encoded_len()];
+        c.encode(&mut out).expect("accepted context encodes");
+        assert_eq!(out, data);
+    }
+    let mut u = Unstructured::new(data);
+    if let Ok(pairs) = Vec::<(String, String)>::arbitrary(&mut u) {
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Ok(c) = Context::new(&refs) {
+            let mut out = vec![0u8; c.encoded_len()];
+            let n = c.encode(&mut out).expect("context encodes");
+            assert_eq!(Context::decode(&out[..n]).expect("own encoding decodes"), c);
+        }
+    }
+}
+
+/// Any text as a policy document: an error with a location, or a policy
+/// whose canonical JSON parses back to the same policy; evaluation never
+/// panics.
+pub fn policy_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(p) = Policy::parse(text) {
+        let again = Policy::parse(&p.to_json()).expect("canonical JSON parses");
+        assert_eq!(again, p);
+        let ctx = Context::new(&[("volume", "vol-1")]).expect("context");
+        for a in envol::kms::policy::Action::ALL {
+            let _ = p.evaluate("hypervisor", a, &ctx);
+        }
+    }
+}
+
+struct FixedClock;
+impl Clock for FixedClock {
+    fn now(&self) -> u64 {
+        1_700_000_000
+    }
+}
+
+struct CountRng(u64);
+impl envol::kms::Entropy for CountRng {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), envol::kms::KmsError> {
+        for b in buf {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = (self.0 >> 56) as u8;
+        }
+        Ok(())
+    }
+}
+
+fn local_kms() -> LocalKms {
+    LocalKms::new(Box::new(CountRng(1)), Box::new(FixedClock), None)
+}
+
+/// Any bytes as a sealed store, and any bytes as the *authenticated* body
+/// of one: a typed error or a service, never a panic or a huge allocation.
+pub fn sealed_store(data: &[u8]) {
+    let root = [0x11u8; 32];
+    let _ = LocalKms::unseal(
+        &root,
+        data,
+        Box::new(CountRng(2)),
+        Box::new(FixedClock),
+        None,
+    );
+    let file = LocalKms::seal_raw_body_for_fuzzing(&root, data);
+    if let Ok(mut kms) = LocalKms::unseal(
+        &root,
+        &file,
+        Box::new(CountRng(3)),
+        Box::new(FixedClock),
+        None,
+    ) {
+        // A store that opens seals again and opens to the same keys.
+        let again = kms.seal(&root).expect("seal");
+        let _ = LocalKms::unseal(
+            &root,
+            &again,
+            Box::new(CountRng(4)),
+            Box::new(FixedClock),
+            None,
+        )
+        .expect("own store unseals");
+    }
+}
+
+/// Any bytes as an encoded audit log: events decode or not; a log that
+/// verifies re-encodes to the same bytes.
+pub fn audit_verify(data: &[u8]) {
+    if let Ok(events) = verify_encoded(data, false) {
+        let mut out = Vec::new();
+        for e in &events {
+            e.encode(&mut out);
+        }
+        assert_eq!(out, data);
+    }
+    let _ = AuditEvent::decode(data);
+}
+
+/// A structured engine input.
+#[derive(Debug, Arbitrary)]
+pub struct XtsInput {
+    key256: bool,
+    key: [u8; 64],
+    tweak: [u8; 16],
+    first_sector: u64,
+    sector_blocks: u8,
+    sectors: u8,
+    unit_len: u16,
+    data: Vec<u8>,
+}
+
+/// Every available backend equals `soft` and the `xts-mode` crate, for
+/// units (with ciphertext stealing) and sector runs; decrypt inverts encrypt.
+pub fn xts_diff(data: &[u8]) {
+    let Ok(inp) = XtsInput::arbitrary(&mut Unstructured::new(data)) else {
+        return;
+    };
+    let key = if inp.key256 {
+        &inp.key[..]
+    } else {
+        &inp.key[..32]
+    };
+    let Ok(soft) = Xts::with_backend(key, Backend::Soft) else {
+        let half = key.len() / 2;
+        assert_eq!(key[..half], key[half..], "only equal halves are refused");
+        return;
+    };
+    let half = key.len() / 2;
+    let reference = |buf: &mut [u8], tweak: [u8; 16], enc: bool| {
+        use aes::cipher::KeyInit;
+        macro_rules! run {
+            ($c:ty) => {{
+                let x = xts_mode::Xts128::<$c>::new(
+                    <$c>::new_from_slice(&key[..half]).unwrap(),
+                    <$c>::new_from_slice(&key[half..]).unwrap(),
+                );
+                if enc {
+                    x.encrypt_sector(buf, tweak.into())
+                } else {
+                    x.decrypt_sector(buf, tweak.into())
+                }
+            }};
+        }
+        if half == 16 {
+            run!(aes::Aes128)
+        } else {
+            run!(aes::Aes256)
+        }
+    };
+
+    // One data unit.
+    let len = 16 + usize::from(inp.unit_len) % 2048;
+    let mut unit: Vec<u8> = inp.data.iter().copied().cycle().take(len).collect();
+    unit.resize(len, 0);
+    let mut expect = unit.clone();
+    reference(&mut expect, inp.tweak, true);
+    let mut s = unit.clone();
+    soft.encrypt_unit(&inp.tweak, &mut s).unwrap();
+    assert_eq!(s, expect, "soft vs xts-mode (unit)");
+
+    // A run of sectors.
+    let ss = 16 * (1 + usize::from(inp.sector_blocks) % 64);
+    let mut n = 1 + usize::from(inp.sectors) % 8;
+    let room = u64::MAX - inp.first_sector;
+    if (n as u64 - 1) > room {
+        n = room as usize + 1;
+    }
+    let mut run: Vec<u8> = inp.data.iter().copied().cycle().take(ss * n).collect();
+    run.resize(ss * n, 0xa5);
+    let mut run_expect = run.clone();
+    for (i, chunk) in run_expect.chunks_mut(ss).enumerate() {
+        reference(
+            chunk,
+            (u128::from(inp.first_sector) + i as u128).to_le_bytes(),
+            true,
+        );
+    }
+
+    for b in Backend::ALL.into_iter().filter(|b| b.is_available()) {
+        let x = Xts::with_backend(key, b).unwrap();
+        let mut u = unit.clone();
+        x.encrypt_unit(&inp.tweak, &mut u).unwrap();
+        assert_eq!(u, expect, "{b} unit");
+        x.decrypt_unit(&inp.tweak, &mut u).unwrap();
+        assert_eq!(u, unit, "{b} unit round trip");
+        let mut r = vec![0u8; run.len()];
+        x.encrypt_sectors_to(inp.first_sector, ss, &run, &mut r)
+            .unwrap();
+        assert_eq!(r, run_expect, "{b} sectors");
+        x.decrypt_sectors(inp.first_sector, ss, &mut r).unwrap();
+        assert_eq!(r, run, "{b} sector round trip");
+    }
+}
+
+const ATTACH_POLICY: &str =
+    r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*"}]}"#;
+
+fn params() -> Params {
+    Params {
+        suite: CipherSuite::AesXts256Plain64,
+        sector_size: 512,
+        data_offset: 8192,
+        volume_size: 8 * 512,
+        volume_id: [5; 16],
+    }
+}
+
+/// A real volume made once, whose header bytes the fuzzer edits.
+fn base_volume() -> &'static (Vec<u8>, Vec<u8>) {
+    static BASE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let mut kms = local_kms();
+        kms.create_key("op", "k", Policy::parse(ATTACH_POLICY).unwrap())
+            .unwrap();
+        let dev = MemDevice::new(8192 + 8 * 512);
+        let vol = Volume::create(dev, &mut kms, "op", "k", params()).unwrap();
+        let raw = vol.detach().into_device().bytes;
+        let store = kms.seal(&[3; 32]).unwrap();
+        (raw, store)
+    })
+}
+
+/// Arbitrary edits to both header copies of a real volume (checksums
+/// optionally fixed up), then attach through the real key service: a typed
+/// error, or a volume whose parameters are exactly the authentic ones.
+pub fn volume_attach(data: &[u8]) {
+    let (raw, store) = base_volume();
+    let mut kms = LocalKms::unseal(
+        &[3; 32],
+        store,
+        Box::new(CountRng(5)),
+        Box::new(FixedClock),
+        None,
+    )
+    .expect("base store");
+    let mut dev = MemDevice {
+        bytes: raw.clone(),
+        ..MemDevice::default()
+    };
+    let fix = data.first().is_some_and(|b| b & 1 == 1);
+    // Each 3 bytes after the first: a little-endian position and a value.
+    for edit in data.get(1..).unwrap_or(&[]).chunks_exact(3) {
+        let pos = usize::from(u16::from_le_bytes([edit[0], edit[1]])) % (2 * SLOT_SIZE);
+        dev.bytes[pos] = edit[2];
+    }
+    if fix {
+        use sha2::Digest;
+        for s in 0..2 {
+            let slot = &mut dev.bytes[s * SLOT_SIZE..(s + 1) * SLOT_SIZE];
+            let len = u32::from_le_bytes([slot[12], slot[13], slot[14], slot[15]]) as usize;
+            if (100..=SLOT_SIZE).contains(&len) {
+                let sum: [u8; 32] = sha2::Sha256::digest(&slot[..len - 32]).into();
+                slot[len - 32..len].copy_from_slice(&sum);
+            }
+        }
+    }
+    if let Ok(v) = Volume::open(dev)
+        && let Ok(mut a) = v.attach(&mut kms, "op")
+    {
+        assert_eq!(
+            *a.params(),
+            params(),
+            "attached with unauthenticated parameters"
+        );
+        let mut buf = vec![0u8; 512];
+        a.read_sectors(0, &mut buf).expect("read");
+    }
+    // Arbitrary key-service answers: a fake that returns whatever blob
+    // decrypt the fuzzer made up never yields an attached volume.
+    let _ = kms.decrypt_data_key("op", data, &Context::empty());
+}
