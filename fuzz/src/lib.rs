@@ -340,3 +340,39 @@ pub fn volume_attach(data: &[u8]) {
     // decrypt the fuzzer made up never yields an attached volume.
     let _ = kms.decrypt_data_key("op", data, &Context::empty());
 }
+
+/// Small valid inputs per target, for the committed seed corpora
+/// (`cargo test -- --ignored write_seeds` rewrites them).
+pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let (raw, store) = base_volume();
+    let slot = raw[..SLOT_SIZE].to_vec();
+    let h = Header::parse(&slot).expect("base header");
+    let blob = h.blob.to_vec();
+    let ctx = Context::new(&[("volume", "vol-1"), ("tenant", "t")]).expect("ctx");
+    let mut enc = vec![0u8; ctx.encoded_len()];
+    ctx.encode(&mut enc).expect("encode");
+    let policy = br#"{"Version":"2012-10-17","Statement":[{"Sid":"a","Effect":"Allow","Principal":{"Envol":["hypervisor"]},"Action":["kms:GenerateDataKey*","kms:Decrypt"],"Condition":{"StringLike":{"kms:EncryptionContext:volume":"vol-*"},"StringEquals":{"kms:EncryptionContextKeys":["volume"]}}},{"Effect":"Deny","Principal":"*","Action":"kms:Disable?ey"}]}"#.to_vec();
+    let mut kms = local_kms();
+    kms.create_key("op", "k", Policy::parse(ATTACH_POLICY).expect("policy"))
+        .expect("key");
+    let mut b = [0u8; MAX_BLOB];
+    let _ = kms.generate_data_key("op", "k", envol::xts::KeySize::Aes256, &ctx, &mut b);
+    let _ = kms.decrypt_data_key("x", &b, &ctx);
+    let mut log = Vec::new();
+    for e in kms.audit_log() {
+        e.encode(&mut log);
+    }
+    vec![
+        ("header_parse", "slot", slot.clone()),
+        ("header_parse", "two-slots", raw[..2 * SLOT_SIZE].to_vec()),
+        ("header_parse_fixed", "slot", slot[..h.encoded_len()].to_vec()),
+        ("blob_parse", "blob", blob),
+        ("context_encode", "context", enc),
+        ("policy_parse", "policy", policy),
+        ("sealed_store", "store", store.clone()),
+        ("audit_verify", "log", log),
+        ("xts_diff", "bytes", (0u8..=255).collect()),
+        ("volume_attach", "fix-sequence", vec![1, 16, 0, 9]),
+        ("volume_attach", "edit-sector-size", vec![1, 28, 0, 0, 29, 0, 2]),
+    ]
+}

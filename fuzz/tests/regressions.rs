@@ -51,3 +51,14 @@ targets!(
     xts_diff,
     volume_attach
 );
+
+#[test]
+#[ignore = "rewrites the committed seed corpora"]
+fn write_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    for (target, name, bytes) in envol_fuzz::seeds() {
+        let d = root.join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("seed-{name}")), bytes).unwrap();
+    }
+}
