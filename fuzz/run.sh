@@ -21,6 +21,12 @@ for t in "${targets[@]}"; do
         -print_final_stats=1 2>&1 | tee "work/$t.log" | grep -E '^(#[0-9]+.*(DONE|pulse)|stat::|==|SUMMARY|Test unit written|artifact)' || true
     if grep -qE 'SUMMARY|Test unit written|deadly signal|panicked' "work/$t.log"; then
         echo "FUZZ FINDING in $t: see fuzz/work/$t.log"
+        grep -E 'Test unit written|SUMMARY|panicked' "work/$t.log" || true
+        exit 1
+    fi
+    if ! grep -qE '^Done [0-9]+ runs' "work/$t.log"; then
+        echo "fuzz run of $t did not complete:"
+        tail -20 "work/$t.log"
         exit 1
     fi
 done
