@@ -564,14 +564,31 @@ impl MasterKey {
         rng: &mut R,
         out: &mut [u8],
     ) -> Result<usize, Error> {
+        let mut nonce = [0u8; 12];
+        rng.try_fill_bytes(&mut nonce).map_err(|_| Error::Rng)?;
+        self.seal_with_nonce(key_id, backing_version, context, secret, &nonce, out)
+    }
+
+    /// [`MasterKey::seal`] with a caller-chosen nonce, for firmware that has
+    /// its own TRNG or a monotonic counter. The nonce must never repeat under
+    /// one master key version: a repeat reveals the XOR of two secrets and
+    /// lets tags be forged.
+    pub fn seal_with_nonce(
+        &self,
+        key_id: &str,
+        backing_version: u32,
+        context: &Context<'_>,
+        secret: &[u8],
+        nonce: &[u8; 12],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
         check_key_id(key_id)?;
         if secret.is_empty() || secret.len() > MAX_SECRET {
             return Err(Error::BadLength);
         }
         let total = blob_len(key_id.len(), secret.len());
         let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
-        let mut nonce = [0u8; 12];
-        rng.try_fill_bytes(&mut nonce).map_err(|_| Error::Rng)?;
+        let nonce = *nonce;
         let h = write_header(out, key_id, backing_version, &nonce, secret.len());
         let mut aad = [0u8; HEADER_FIXED + MAX_KEY_ID + MAX_CONTEXT_ENCODED];
         aad[..h].copy_from_slice(&out[..h]);

@@ -468,6 +468,26 @@ impl<D: BlockDevice> AttachedVolume<D> {
         self.commit(h)?;
         Ok(self.detach())
     }
+
+    /// Marks the volume retired as [`AttachedVolume::retire`] does, but by
+    /// reference: on error the volume is still attached and usable (the
+    /// header update is crash-safe, as for rewrap); on success it stays
+    /// attached until the caller detaches it, and attach is refused from
+    /// then on. For callers that keep the volume in place (the C ABI).
+    pub fn mark_retired(&mut self) -> Result<(), VolumeError> {
+        let old = self.vol.stored.header()?;
+        let mut blob = [0u8; MAX_BLOB];
+        let n = old.blob.len();
+        blob[..n].copy_from_slice(old.blob);
+        let mut h = Header::new(old.params, &blob[..n])?;
+        h.state = VolumeState::Retired;
+        h.sequence = old
+            .sequence
+            .checked_add(1)
+            .ok_or(HeaderError::Malformed("sequence"))?;
+        h.seal_mac_with(&self.mac_key)?;
+        self.commit(h)
+    }
 }
 
 /// Wipes a data key copy held by a caller (for C callers of the low level).
