@@ -216,3 +216,21 @@ fn debug_shows_no_key_bytes() {
         "{s}"
     );
 }
+
+#[test]
+fn every_backend_the_cpu_supports_passes_its_self_test() {
+    for b in Backend::ALL {
+        assert_eq!(
+            b.cpu_supports(),
+            b.is_available(),
+            "{b} failed its power-on self-test"
+        );
+    }
+    println!(
+        "self-tested and available: {:?}",
+        Backend::ALL
+            .into_iter()
+            .filter(|b| b.is_available())
+            .collect::<Vec<_>>()
+    );
+}

@@ -74,10 +74,22 @@ impl Backend {
         Self::ALL.into_iter().find(|b| b.name() == name)
     }
 
-    /// Whether this CPU (and build) can run the backend.
+    /// Whether this CPU (and build) can run the backend, and the backend
+    /// passed its power-on self-test.
     ///
-    /// The CPU is probed once per process; later calls read a cached answer.
+    /// The CPU is probed and each hardware backend is checked against `soft`
+    /// once per process (a few microseconds); later calls read cached
+    /// answers. A backend whose self-test fails is never offered, so a
+    /// kernel bug on a CPU we could not test on falls back to a slower
+    /// backend instead of writing wrong ciphertext.
     pub fn is_available(self) -> bool {
+        self.cpu_supports() && (self == Backend::Soft || self_test::passed(self))
+    }
+
+    /// Whether the CPU and build have what the backend needs, without its
+    /// self-test. A backend for which this holds but [`Backend::is_available`]
+    /// does not has failed its self-test: a bug to report.
+    pub fn cpu_supports(self) -> bool {
         match self {
             Backend::Soft => true,
             #[cfg(target_arch = "x86_64")]
@@ -101,21 +113,91 @@ impl Backend {
         #[cfg(target_arch = "x86_64")]
         {
             let f = x86::features();
-            if f.vaes512 && f.prefer_512 {
+            if f.prefer_512 && Backend::Vaes512.is_available() {
                 return Backend::Vaes512;
             }
-            if f.vaes256 {
-                return Backend::Vaes256;
-            }
-            if f.aesni {
-                return Backend::Aesni;
+            for b in [Backend::Vaes256, Backend::Aesni, Backend::Vaes512] {
+                if b.is_available() {
+                    return b;
+                }
             }
         }
         #[cfg(target_arch = "aarch64")]
-        if armv8::available() {
+        if Backend::Armv8.is_available() {
             return Backend::Armv8;
         }
         Backend::Soft
+    }
+}
+
+mod self_test {
+    //! Power-on self-test: each hardware backend must produce the same bytes
+    //! as `soft` on inputs that reach every path of its kernel (the 16-block
+    //! main loop, the 2- and 4-block tails, single blocks, ciphertext
+    //! stealing, batched sector tweaks), in both directions and key sizes.
+
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    use super::{Backend, Engine};
+    use crate::xts::Dir;
+
+    const TESTED: u8 = 1;
+    const PASSED: u8 = 2;
+    static STATE: [AtomicU8; 6] = [const { AtomicU8::new(0) }; 6];
+
+    pub(super) fn passed(b: Backend) -> bool {
+        let slot = &STATE[b as usize];
+        let s = slot.load(Ordering::Relaxed);
+        if s & TESTED != 0 {
+            return s & PASSED != 0;
+        }
+        let ok = run(b);
+        slot.store(TESTED | if ok { PASSED } else { 0 }, Ordering::Relaxed);
+        ok
+    }
+
+    fn run(b: Backend) -> bool {
+        const LEN: usize = 16 * 41; // 41 blocks: 16 + 16 + 4 + 4 + 1 on every kernel shape
+        let mut ok = true;
+        for klen in [16usize, 32] {
+            let mut key1 = [0u8; 32];
+            let mut key2 = [0u8; 32];
+            for ((a, b), i) in key1.iter_mut().zip(key2.iter_mut()).zip(0u8..) {
+                *a = i.wrapping_mul(29).wrapping_add(3);
+                *b = i.wrapping_mul(71).wrapping_add(101);
+            }
+            let hw = Engine::new(b, &key1[..klen], &key2[..klen]);
+            let soft = Engine::new(Backend::Soft, &key1[..klen], &key2[..klen]);
+            let mut data = [0u8; LEN];
+            for (d, i) in data.iter_mut().zip((0u8..=255).cycle()) {
+                *d = i.wrapping_mul(7) ^ 0x5c;
+            }
+            for dir in [Dir::Encrypt, Dir::Decrypt] {
+                for n in [41usize, 33, 18, 7, 1] {
+                    let mut t1 = [0x42u8; 16];
+                    t1[15] = 0x80; // a carry out of the top bit on the first doubling
+                    let mut t2 = t1;
+                    let mut a = data;
+                    let mut c = data;
+                    // SAFETY: `a` and `c` hold `LEN >= 16 * n` bytes; in place.
+                    unsafe {
+                        hw.blocks(dir, &mut t1, a.as_ptr(), a.as_mut_ptr(), n);
+                        soft.blocks(dir, &mut t2, c.as_ptr(), c.as_mut_ptr(), n);
+                    }
+                    ok &= a == c && t1 == t2;
+                }
+            }
+            let mut t1 = [[0u8; 16]; 9];
+            for (t, i) in t1.iter_mut().zip(0u8..) {
+                t[0] = i;
+                t[8] = 0xff;
+            }
+            let mut t2 = t1;
+            hw.encrypt_tweaks(&mut t1);
+            soft.encrypt_tweaks(&mut t2);
+            ok &= t1 == t2;
+        }
+        ok
     }
 }
 
