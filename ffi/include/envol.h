@@ -3,11 +3,15 @@
  *
  * Conventions: every symbol starts with envol_; every fallible call returns
  * envol_status (ENVOL_OK = 0); nothing unwinds into C; a failed call writes
- * nothing to its outputs (two documented exceptions report a needed buffer
- * size: envol_local_kms_seal and envol_local_kms_audit_line); contexts are
- * caller-allocated structs of a size fixed here (check envol_xts_size() ==
- * sizeof(envol_xts) at start-up); the reference key service is an opaque
- * heap handle (envol_local_kms, hosted builds, one thread at a time);
+ * nothing to its outputs (documented exceptions: envol_local_kms_seal and
+ * envol_local_kms_audit_line report a needed buffer size, and
+ * envol_volume_read's buffer holds what the device gave on ENVOL_ERR_IO);
+ * contexts and volumes are caller-allocated structs of a size fixed here
+ * (check envol_xts_size() == sizeof(envol_xts) and envol_volume_size() ==
+ * sizeof(envol_volume) at start-up); block devices and key services plug in
+ * as callback tables (envol_block_device, envol_kms_callbacks); the
+ * reference key service is an opaque heap handle (envol_local_kms, hosted
+ * builds, one thread at a time);
  * pointers are checked for NULL; strings are NUL-terminated UTF-8; lengths
  * are size_t, sectors uint64_t. Compiles as C99 and C++, hosted or
  * -ffreestanding.
@@ -60,6 +64,37 @@
 
 // Most operations one grant may list.
 #define ENVOL_MAX_GRANT_OPERATIONS 32
+
+// Size of one volume header slot in bytes. A volume starts with two
+// copies: slot A at byte 0, slot B at byte `ENVOL_HEADER_SLOT_SIZE`.
+#define ENVOL_HEADER_SLOT_SIZE 4096
+
+// Bytes reserved for the two header copies at the start of a volume; the
+// smallest data offset.
+#define ENVOL_HEADERS_SIZE 8192
+
+// The usual data offset (1 MiB): aligned for every sector size.
+#define ENVOL_DEFAULT_DATA_OFFSET 1048576
+
+// Smallest sector size of a volume, in bytes.
+#define ENVOL_MIN_SECTOR_SIZE 512
+
+// Largest sector size of a volume, in bytes.
+#define ENVOL_MAX_SECTOR_SIZE 65536
+
+// Number of pairs in a volume's encryption context
+// (`envol_header_context`).
+#define ENVOL_HEADER_CONTEXT_PAIRS 5
+
+// Size of a string buffer that always holds a volume's encryption context
+// (`envol_header_context`).
+#define ENVOL_HEADER_CONTEXT_STRINGS 256
+
+// Size in bytes of [`envol_volume`]; fixed for this major version.
+#define ENVOL_VOLUME_SIZE 81920
+
+// Alignment in bytes of [`envol_volume`].
+#define ENVOL_VOLUME_ALIGN 64
 
 // Result of every fallible call. Numbers are stable and never reused.
 typedef enum envol_status {
@@ -125,6 +160,41 @@ typedef enum envol_status {
   // `[A-Za-z0-9._:/-]`, or already used. (Other calls report a well-formed
   // id that names no key as `ENVOL_ERR_KEY_NOT_FOUND`.)
   ENVOL_ERR_KEY_ID = 25,
+  // A block-device callback failed (returned non-zero).
+  ENVOL_ERR_IO = 26,
+  // The device holds no envol volume header (wrong magic in both copies).
+  ENVOL_ERR_HEADER_BAD_MAGIC = 27,
+  // The volume header has a format version this library does not read.
+  ENVOL_ERR_HEADER_VERSION = 28,
+  // The volume header has flags this library does not know.
+  ENVOL_ERR_HEADER_FLAGS = 29,
+  // A volume header copy fails its checksum: torn or damaged.
+  ENVOL_ERR_HEADER_CORRUPT = 30,
+  // Neither volume header copy is readable.
+  ENVOL_ERR_HEADER_BOTH_CORRUPT = 31,
+  // A volume header field is out of range or inconsistent (or a wrapped
+  // key does not fit the cipher, or a header would not fit its slot).
+  ENVOL_ERR_HEADER_MALFORMED = 32,
+  // The volume header's MAC does not verify under the unwrapped data key:
+  // the header was edited after it was written.
+  ENVOL_ERR_HEADER_TAMPERED = 33,
+  // The sectors asked for lie outside the volume.
+  ENVOL_ERR_OUT_OF_RANGE = 34,
+  // The volume was retired: attaching is refused.
+  ENVOL_ERR_VOLUME_RETIRED = 35,
+  // The volume is attached, and the call needs it detached (or empty).
+  ENVOL_ERR_VOLUME_ATTACHED = 36,
+  // The volume is detached (holds no key), and the call needs it attached
+  // (or empty).
+  ENVOL_ERR_VOLUME_DETACHED = 37,
+  // The data key does not fit the volume's cipher suite (a key service
+  // returned a key of the other size, or a key passed in has the wrong size).
+  ENVOL_ERR_KEY_MISMATCH = 38,
+  // Volume parameters passed in are out of range: sector size not a power
+  // of two in 512..=65536, data offset below 8192 or not a multiple of
+  // 4096 and of the sector size, volume size 0 or not a multiple of the
+  // sector size, or offset + size past 2^64 - 1.
+  ENVOL_ERR_VOLUME_PARAMS = 39,
 } envol_status;
 
 // The XTS kernels, by number. `ENVOL_BACKEND_AUTO` picks the best one.
@@ -165,6 +235,16 @@ typedef enum envol_grant_constraint {
   // The call's encryption context must contain the given pairs.
   ENVOL_GRANT_CONTEXT_SUBSET = 2,
 } envol_grant_constraint;
+
+// The sector cipher of a volume, for the `cipher` field of
+// [`envol_volume_params`] (a plain `uint32_t` there; other values are
+// refused with `ENVOL_ERR_INVALID_ARGUMENT`).
+typedef enum envol_cipher {
+  // AES-256-XTS (`aes-xts-plain64`, 64-byte data key).
+  ENVOL_CIPHER_AES_XTS_256 = 1,
+  // AES-128-XTS (`aes-xts-plain64`, 32-byte data key).
+  ENVOL_CIPHER_AES_XTS_128 = 2,
+} envol_cipher;
 
 // The reference key service (`LocalKms`) as an opaque handle: master
 // keys made inside with the OS's randomness and never handed out, key
@@ -258,6 +338,63 @@ typedef struct envol_kms_callbacks {
                              size_t blob_cap,
                              size_t *out_len);
 } envol_kms_callbacks;
+
+// A caller-allocated volume (`ENVOL_VOLUME_SIZE` bytes, 64-byte aligned):
+// everything the high-level calls need, with no allocation — copies of the
+// device and key-service tables, the header, the XTS engine while
+// attached, and a bounce buffer of 64 KiB (the largest sector size)
+// through which `envol_volume_write` encrypts.
+//
+// Zero it (or `envol_volume_close` it) before first use; fill it with
+// `envol_volume_create` or `envol_volume_open`; end with
+// `envol_volume_close`, which wipes it. The bytes are opaque. A live
+// volume must not be copied or moved, must be used from one thread at a
+// time, and must not be called from inside its own device or key-service
+// callbacks. It is large: give it static storage or a heap block rather
+// than a small stack.
+typedef struct ENVOL_ALIGNED(64) envol_volume {
+  uint8_t opaque[ENVOL_VOLUME_SIZE];
+} envol_volume;
+
+// A block device as a table of C callbacks: how the hypervisor gives envol
+// its disk (a file, a block device, a network volume, memory).
+//
+// Each callback gets `user` first and returns 0 on success or any other
+// value (an errno, say) on failure, which envol reports as
+// `ENVOL_ERR_IO`. Reads and writes are exact: 0 means all `len` bytes were
+// transferred. `read_at` and `write_at` are required; `flush` (make earlier
+// writes durable, e.g. `fsync`) may be NULL when writes are durable as
+// they return. Header updates rely on `flush` for crash safety. Callbacks
+// are never called with `len` 0, must not call back into the
+// `envol_volume` that called them, and run on the caller's thread.
+typedef struct envol_block_device {
+  // Passed unchanged as the first argument of every callback.
+  void *user;
+  // Reads `len` bytes at byte `offset` into `buf`.
+  int (*read_at)(void *user, uint64_t offset, uint8_t *buf, size_t len);
+  // Writes `len` bytes from `buf` at byte `offset`.
+  int (*write_at)(void *user, uint64_t offset, const uint8_t *buf, size_t len);
+  // Makes earlier writes durable; may be NULL.
+  int (*flush)(void *user);
+} envol_block_device;
+
+// The parameters of a volume, fixed at creation.
+typedef struct envol_volume_params {
+  // An `envol_cipher` value.
+  uint32_t cipher;
+  // Sector size in bytes: a power of two in 512..=65536.
+  uint32_t sector_size;
+  // Byte offset of data sector 0: at least `ENVOL_HEADERS_SIZE`, a
+  // multiple of 4096 and of the sector size (`ENVOL_DEFAULT_DATA_OFFSET`
+  // always is).
+  uint64_t data_offset;
+  // Size of the data area in bytes: a non-zero multiple of the sector
+  // size. The device must hold `data_offset + volume_size` bytes.
+  uint64_t volume_size;
+  // The volume's unique id (the encryption context names it as
+  // `vol-<32 hex digits>`).
+  uint8_t volume_id[16];
+} envol_volume_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -749,6 +886,313 @@ enum envol_status envol_local_kms_re_encrypt(struct envol_local_kms *kms,
 // `kms` NULL or a live handle; `out` NULL or writable.
 enum envol_status envol_local_kms_callbacks(struct envol_local_kms *kms,
                                             struct envol_kms_callbacks *out);
+
+// `sizeof(envol_volume)` of the built library; compare with
+// `ENVOL_VOLUME_SIZE`.
+size_t envol_volume_size(void);
+
+// Creates a volume on `dev`: a fresh data key from the key service
+// (`kms->generate_data_key`, as `principal`, wrapped under master key
+// `key_id` for the volume's encryption context), both header copies
+// written and flushed; the data area is not touched. On success `*vol`
+// holds the volume attached, with copies of `*dev` and `*kms` (the tables
+// themselves need not outlive the call; what their `user` pointers point
+// to must outlive `*vol`).
+//
+// `*vol` must be empty (zeroed or closed): a live one is
+// `ENVOL_ERR_VOLUME_ATTACHED` / `ENVOL_ERR_VOLUME_DETACHED`. NULL
+// `read_at`, `write_at` or `generate_data_key` is
+// `ENVOL_ERR_NULL_POINTER`; an unknown cipher `ENVOL_ERR_INVALID_ARGUMENT`;
+// parameters out of range `ENVOL_ERR_VOLUME_PARAMS`; a device failure
+// `ENVOL_ERR_IO`; the key service's refusals come back as its status. On
+// any error `*vol` stays empty.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `dev` and `kms` NULL or
+// readable tables whose callbacks keep their contracts while `*vol` is
+// live; strings NULL or NUL-terminated; `params` NULL or readable.
+enum envol_status envol_volume_create(struct envol_volume *vol,
+                                      const struct envol_block_device *dev,
+                                      const struct envol_kms_callbacks *kms,
+                                      const char *principal,
+                                      const char *key_id,
+                                      const struct envol_volume_params *params);
+
+// Opens the volume on `dev`: reads both header copies, picks the newest
+// good one and rewrites the other if it is damaged or stale. No key is
+// involved; on success `*vol` holds the volume detached (attach it with
+// `envol_volume_attach`), with copies of `*dev` and `*kms`.
+//
+// `*vol` must be empty, as for `envol_volume_create`. A device that holds
+// no volume is `ENVOL_ERR_HEADER_BAD_MAGIC`; two unreadable copies
+// `ENVOL_ERR_HEADER_BOTH_CORRUPT` (or the error both share, e.g.
+// `ENVOL_ERR_HEADER_VERSION`); a device failure `ENVOL_ERR_IO`. On any
+// error `*vol` stays empty.
+//
+// # Safety
+// As for [`envol_volume_create`].
+enum envol_status envol_volume_open(struct envol_volume *vol,
+                                    const struct envol_block_device *dev,
+                                    const struct envol_kms_callbacks *kms);
+
+// Attaches a detached volume as `principal`: unwraps the data key through
+// the key service (`kms->decrypt_data_key`) with the header's encryption
+// context, verifies the header MAC, and sets up the XTS engine (best
+// backend). The volume is then attached.
+//
+// A retired volume is `ENVOL_ERR_VOLUME_RETIRED` (the key service is not
+// asked); a refusal comes back as the key service's status
+// (`ENVOL_ERR_ACCESS_DENIED`, `ENVOL_ERR_KEY_DISABLED`, ...); a header
+// edited since it was written `ENVOL_ERR_HEADER_TAMPERED`; a data key of
+// the wrong size `ENVOL_ERR_KEY_MISMATCH`; NULL `decrypt_data_key`
+// `ENVOL_ERR_NULL_POINTER`. Attached already: `ENVOL_ERR_VOLUME_ATTACHED`;
+// empty: `ENVOL_ERR_NOT_INITIALIZED`. On any error the volume stays
+// detached.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `principal` NULL or
+// NUL-terminated.
+enum envol_status envol_volume_attach(struct envol_volume *vol, const char *principal);
+
+// Detaches an attached volume: the XTS engine and every copy of key
+// material in `*vol` are wiped, and so is the bounce buffer; the volume
+// stays open (detached) and can be attached again. Afterwards `*vol` holds
+// the same bytes as a struct freshly opened on the same device with the
+// same tables: nothing of the key is left in it. Detached already: `ENVOL_ERR_VOLUME_DETACHED`; empty:
+// `ENVOL_ERR_NOT_INITIALIZED`.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`.
+enum envol_status envol_volume_detach(struct envol_volume *vol);
+
+// Ends the use of `*vol`: an attached volume's key is wiped, and every
+// byte of the struct is zeroed (it is then empty, ready for create or
+// open). Nothing is written to the device. NULL and a misaligned pointer
+// are accepted and ignored.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`.
+void envol_volume_close(struct envol_volume *vol);
+
+// Reads `len` bytes (whole sectors) from data sector `first_sector` on,
+// decrypted, into `buf`. `len` 0 is a no-op.
+//
+// A `len` that is not a multiple of the sector size is
+// `ENVOL_ERR_LENGTH`; sectors past the end of the volume
+// `ENVOL_ERR_OUT_OF_RANGE`; `buf` overlapping `*vol` `ENVOL_ERR_OVERLAP`;
+// all with `buf` untouched. A device failure is `ENVOL_ERR_IO`, and then
+// (the one exception to "nothing written on failure") `buf` may hold
+// whatever the device wrote into it. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `buf` NULL or valid for `len`
+// writes.
+enum envol_status envol_volume_read(struct envol_volume *vol,
+                                    uint64_t first_sector,
+                                    uint8_t *buf,
+                                    size_t len);
+
+// Encrypts `len` bytes (whole sectors) from `buf` and writes them at data
+// sector `first_sector` on. `buf` is only read: encryption goes through
+// the bounce buffer inside `*vol`, 64 KiB at a time (so the device sees
+// writes of at most 64 KiB). `len` 0 is a no-op.
+//
+// Errors as for `envol_volume_read`; on `ENVOL_ERR_IO` a prefix of the
+// sectors may have been written.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `buf` NULL or valid for `len`
+// reads.
+enum envol_status envol_volume_write(struct envol_volume *vol,
+                                     uint64_t first_sector,
+                                     const uint8_t *buf,
+                                     size_t len);
+
+// Makes written sectors durable (the device's `flush`; a no-op if it has
+// none). Detached: `ENVOL_ERR_VOLUME_DETACHED`.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`.
+enum envol_status envol_volume_flush(struct envol_volume *vol);
+
+// Rewraps the data key of an attached volume under master key
+// `new_key_id`, as `principal`, through the key service's re-encrypt
+// (`kms->re_encrypt`; the plaintext key never leaves the service). The data
+// is not touched. The header update is crash-safe: the copy holding the
+// older header is written first and flushed, then the other; a failure or
+// crash at any byte leaves a volume that opens with the old or the new
+// wrap. On error the volume stays attached and usable.
+//
+// NULL `re_encrypt` is `ENVOL_ERR_KMS_UNAVAILABLE` (the service cannot);
+// the key service's refusals come back as its status; a device failure is
+// `ENVOL_ERR_IO`. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; strings NULL or NUL-terminated.
+enum envol_status envol_volume_rewrap(struct envol_volume *vol,
+                                      const char *principal,
+                                      const char *new_key_id);
+
+// Retires an attached volume: the header is marked retired (crash-safely,
+// as for rewrap) and the volume detached, key wiped. Attaching it is
+// refused from then on with `ENVOL_ERR_VOLUME_RETIRED`. On error the
+// volume stays attached. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`.
+enum envol_status envol_volume_retire(struct envol_volume *vol);
+
+// Describes an open volume (attached or detached): its parameters to
+// `*params_out`, the header's sequence number (incremented by every header
+// update) to `*sequence`, the master key id its data key is wrapped under,
+// NUL-terminated, to `key_id_out` (room for `ENVOL_MAX_KEY_ID + 1` bytes),
+// and 1 if attached or 0 if detached to `*attached`. Every output is
+// required. Empty: `ENVOL_ERR_NOT_INITIALIZED`.
+//
+// # Safety
+// `vol` NULL or a readable `envol_volume`; `params_out`, `sequence`,
+// `attached` NULL or writable; `key_id_out` NULL or valid for
+// `ENVOL_MAX_KEY_ID + 1` writes.
+//
+enum envol_status envol_volume_info(const struct envol_volume *vol,
+                                    struct envol_volume_params *params_out,
+                                    uint64_t *sequence,
+                                    char key_id_out[ENVOL_MAX_KEY_ID + 1],
+                                    int *attached);
+
+// The XTS backend of an attached volume, or `ENVOL_BACKEND_AUTO` if `vol`
+// is NULL, misaligned, empty or detached (no engine, no key).
+//
+// # Safety
+// `vol` NULL or a readable `envol_volume`.
+enum envol_backend envol_volume_backend(const struct envol_volume *vol);
+
+// Checks one header copy on its own (a slot of `ENVOL_HEADER_SLOT_SIZE`
+// bytes): `ENVOL_OK` if it parses, else why not —
+// `ENVOL_ERR_HEADER_BAD_MAGIC`, `ENVOL_ERR_HEADER_CORRUPT` (checksum: torn
+// or damaged), `ENVOL_ERR_HEADER_VERSION`, `ENVOL_ERR_HEADER_FLAGS` or
+// `ENVOL_ERR_HEADER_MALFORMED`. (The MAC needs the data key; see
+// `envol_header_unwrap`.)
+//
+// # Safety
+// `slot` NULL or valid for `ENVOL_HEADER_SLOT_SIZE` reads.
+//
+enum envol_status envol_header_check(const uint8_t slot[ENVOL_HEADER_SLOT_SIZE]);
+
+// Parses the two header slots of a volume (the first
+// `2 * ENVOL_HEADER_SLOT_SIZE` bytes of its device) and picks the newest
+// good copy, as `envol_volume_open` does, without writing anything:
+// its parameters go to `*params_out`, its sequence number to
+// `*sequence_out`, the wrapped data key (a complete blob, as a key
+// service's decrypt takes it) to `blob_out` (`blob_cap` bytes of room;
+// `ENVOL_MAX_BLOB` always suffices, else `ENVOL_ERR_BUFFER_TOO_SMALL`) and
+// its length to `*blob_len`. `*repair_needed` is the slot (0 = A, 1 = B)
+// whose copy is damaged, stale or different and should be rewritten with
+// the winner's bytes, or -1.
+//
+// Both copies unreadable is `ENVOL_ERR_HEADER_BOTH_CORRUPT`, or the error
+// both share (`ENVOL_ERR_HEADER_BAD_MAGIC` for a device holding no volume,
+// `ENVOL_ERR_HEADER_VERSION`, ...). Every output is required. A retired
+// volume parses; `envol_header_unwrap` refuses it.
+//
+// # Safety
+// `slot_a`, `slot_b` NULL or valid for `ENVOL_HEADER_SLOT_SIZE` reads;
+// `blob_out` NULL or valid for `blob_cap` writes; the other outputs NULL
+// or writable; no output overlaps a slot (for `blob_out` this is checked:
+// `ENVOL_ERR_OVERLAP`).
+//
+enum envol_status envol_header_parse(const uint8_t slot_a[ENVOL_HEADER_SLOT_SIZE],
+                                     const uint8_t slot_b[ENVOL_HEADER_SLOT_SIZE],
+                                     struct envol_volume_params *params_out,
+                                     uint64_t *sequence_out,
+                                     uint8_t *blob_out,
+                                     size_t blob_cap,
+                                     size_t *blob_len,
+                                     int *repair_needed);
+
+// Writes the encryption context a volume's data key is wrapped under,
+// for volume parameters `*params`: `ENVOL_HEADER_CONTEXT_PAIRS` (5) pairs
+// to `pairs_out`, whose key and value strings are NUL-terminated copies in
+// `strings_out` (`strings_cap` bytes; `ENVOL_HEADER_CONTEXT_STRINGS`
+// always suffices, else `ENVOL_ERR_BUFFER_TOO_SMALL`), and their number to
+// `*n_pairs`. The pairs, sorted by key: `envol:cipher` (e.g.
+// `aes-xts-plain64-512`), `envol:data-offset`, `envol:sector-size`,
+// `envol:volume-size` (decimal), and `volume` = `vol-<id as 32 hex
+// digits>`, which key policies match on. With it (and the blob from
+// `envol_header_parse`) a C caller can call its own key service directly.
+// The pointers in `pairs_out` stay valid while `strings_out` does.
+// `pairs_out` overlapping `strings_out` is `ENVOL_ERR_OVERLAP`.
+//
+// # Safety
+// `params` NULL or readable; `pairs_out` NULL or valid for
+// `ENVOL_HEADER_CONTEXT_PAIRS` writes; `strings_out` NULL or valid for
+// `strings_cap` writes; `n_pairs` NULL or writable.
+//
+enum envol_status envol_header_context(const struct envol_volume_params *params,
+                                       struct envol_kv pairs_out[ENVOL_HEADER_CONTEXT_PAIRS],
+                                       char *strings_out,
+                                       size_t strings_cap,
+                                       size_t *n_pairs);
+
+// The low level's attach: picks the newest good copy of the two header
+// slots, unwraps its data key as `principal` through the key service
+// (`kms->decrypt_data_key`) with the header's encryption context,
+// verifies the header MAC, and initialises `ctx` with the key (best
+// backend). The plaintext key never reaches the caller, and every buffer
+// that held it is wiped. On any error `ctx` is left as it was.
+//
+// Then, for a request on data sectors `n..n+k` of the volume (learn
+// `data_offset` and `sector_size` from `envol_header_parse`): the bytes
+// are at device offset `data_offset + n * sector_size`, and are
+// encrypted/decrypted with `envol_xts_encrypt_sectors` /
+// `envol_xts_decrypt_sectors(ctx, n, sector_size, in, out, k *
+// sector_size)` — `first_sector` counts from the start of the data area,
+// not of the device. `envol_xts_wipe(ctx)` is the detach.
+//
+// Errors as for `envol_header_parse` and `envol_volume_attach`
+// (`ENVOL_ERR_VOLUME_RETIRED`, the key service's status,
+// `ENVOL_ERR_HEADER_TAMPERED`, `ENVOL_ERR_KEY_MISMATCH`); NULL
+// `decrypt_data_key` is `ENVOL_ERR_NULL_POINTER`.
+//
+// # Safety
+// `ctx` NULL or a writable `envol_xts`; `kms` NULL or a readable
+// `envol_kms_callbacks` whose callbacks keep its contract; `principal`
+// NULL or NUL-terminated; `slot_a`, `slot_b` NULL or valid for
+// `ENVOL_HEADER_SLOT_SIZE` reads.
+//
+enum envol_status envol_header_unwrap(struct envol_xts *ctx,
+                                      const struct envol_kms_callbacks *kms,
+                                      const char *principal,
+                                      const uint8_t slot_a[ENVOL_HEADER_SLOT_SIZE],
+                                      const uint8_t slot_b[ENVOL_HEADER_SLOT_SIZE]);
+
+// Builds one complete header copy — parameters `*params`, the wrapped
+// data key `blob` (as a key service's generate-data-key made it, for the
+// context `envol_header_context` gives), sequence number `sequence`, state
+// active, MAC under a key derived from the plaintext data key `dek`
+// (`dek_len` bytes: 64 for AES-256-XTS, 32 for AES-128-XTS), checksum —
+// into `slot_out` (`ENVOL_HEADER_SLOT_SIZE` bytes, zero-padded): for
+// tools that create volumes themselves. Write it to both slots (A, flush,
+// B, flush); a later update takes a higher sequence number.
+//
+// `dek_len` not 32 or 64 is `ENVOL_ERR_KEY_LENGTH`, not the cipher's
+// size `ENVOL_ERR_KEY_MISMATCH`; a blob that does not parse or holds a key
+// of the wrong size `ENVOL_ERR_HEADER_MALFORMED`; bad parameters as for
+// `envol_volume_create`. The blob is not unwrapped here: a blob that does
+// not hold `dek` makes a header that attach refuses.
+//
+// # Safety
+// `params` NULL or readable; `blob` NULL or valid for `blob_len` reads;
+// `dek` NULL or valid for `dek_len` reads; `slot_out` NULL or valid for
+// `ENVOL_HEADER_SLOT_SIZE` writes.
+//
+enum envol_status envol_header_build(const struct envol_volume_params *params,
+                                     const uint8_t *blob,
+                                     size_t blob_len,
+                                     uint64_t sequence,
+                                     const uint8_t *dek,
+                                     size_t dek_len,
+                                     uint8_t slot_out[ENVOL_HEADER_SLOT_SIZE]);
 
 #ifdef __cplusplus
 }  // extern "C"

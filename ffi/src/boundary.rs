@@ -72,10 +72,45 @@ pub enum envol_status {
     /// `[A-Za-z0-9._:/-]`, or already used. (Other calls report a well-formed
     /// id that names no key as `ENVOL_ERR_KEY_NOT_FOUND`.)
     ENVOL_ERR_KEY_ID = 25,
+    /// A block-device callback failed (returned non-zero).
+    ENVOL_ERR_IO = 26,
+    /// The device holds no envol volume header (wrong magic in both copies).
+    ENVOL_ERR_HEADER_BAD_MAGIC = 27,
+    /// The volume header has a format version this library does not read.
+    ENVOL_ERR_HEADER_VERSION = 28,
+    /// The volume header has flags this library does not know.
+    ENVOL_ERR_HEADER_FLAGS = 29,
+    /// A volume header copy fails its checksum: torn or damaged.
+    ENVOL_ERR_HEADER_CORRUPT = 30,
+    /// Neither volume header copy is readable.
+    ENVOL_ERR_HEADER_BOTH_CORRUPT = 31,
+    /// A volume header field is out of range or inconsistent (or a wrapped
+    /// key does not fit the cipher, or a header would not fit its slot).
+    ENVOL_ERR_HEADER_MALFORMED = 32,
+    /// The volume header's MAC does not verify under the unwrapped data key:
+    /// the header was edited after it was written.
+    ENVOL_ERR_HEADER_TAMPERED = 33,
+    /// The sectors asked for lie outside the volume.
+    ENVOL_ERR_OUT_OF_RANGE = 34,
+    /// The volume was retired: attaching is refused.
+    ENVOL_ERR_VOLUME_RETIRED = 35,
+    /// The volume is attached, and the call needs it detached (or empty).
+    ENVOL_ERR_VOLUME_ATTACHED = 36,
+    /// The volume is detached (holds no key), and the call needs it attached
+    /// (or empty).
+    ENVOL_ERR_VOLUME_DETACHED = 37,
+    /// The data key does not fit the volume's cipher suite (a key service
+    /// returned a key of the other size, or a key passed in has the wrong size).
+    ENVOL_ERR_KEY_MISMATCH = 38,
+    /// Volume parameters passed in are out of range: sector size not a power
+    /// of two in 512..=65536, data offset below 8192 or not a multiple of
+    /// 4096 and of the sector size, volume size 0 or not a multiple of the
+    /// sector size, or offset + size past 2^64 - 1.
+    ENVOL_ERR_VOLUME_PARAMS = 39,
 }
 
 impl envol_status {
-    pub(crate) const ALL: [envol_status; 26] = [
+    pub(crate) const ALL: [envol_status; 40] = [
         envol_status::ENVOL_OK,
         envol_status::ENVOL_ERR_NULL_POINTER,
         envol_status::ENVOL_ERR_KEY_LENGTH,
@@ -102,6 +137,20 @@ impl envol_status {
         envol_status::ENVOL_ERR_SEALED_STORE,
         envol_status::ENVOL_ERR_CONTEXT,
         envol_status::ENVOL_ERR_KEY_ID,
+        envol_status::ENVOL_ERR_IO,
+        envol_status::ENVOL_ERR_HEADER_BAD_MAGIC,
+        envol_status::ENVOL_ERR_HEADER_VERSION,
+        envol_status::ENVOL_ERR_HEADER_FLAGS,
+        envol_status::ENVOL_ERR_HEADER_CORRUPT,
+        envol_status::ENVOL_ERR_HEADER_BOTH_CORRUPT,
+        envol_status::ENVOL_ERR_HEADER_MALFORMED,
+        envol_status::ENVOL_ERR_HEADER_TAMPERED,
+        envol_status::ENVOL_ERR_OUT_OF_RANGE,
+        envol_status::ENVOL_ERR_VOLUME_RETIRED,
+        envol_status::ENVOL_ERR_VOLUME_ATTACHED,
+        envol_status::ENVOL_ERR_VOLUME_DETACHED,
+        envol_status::ENVOL_ERR_KEY_MISMATCH,
+        envol_status::ENVOL_ERR_VOLUME_PARAMS,
     ];
 
     /// The status with this number, if there is one.
@@ -143,6 +192,20 @@ impl envol_status {
             envol_status::ENVOL_ERR_SEALED_STORE => c"ENVOL_ERR_SEALED_STORE",
             envol_status::ENVOL_ERR_CONTEXT => c"ENVOL_ERR_CONTEXT",
             envol_status::ENVOL_ERR_KEY_ID => c"ENVOL_ERR_KEY_ID",
+            envol_status::ENVOL_ERR_IO => c"ENVOL_ERR_IO",
+            envol_status::ENVOL_ERR_HEADER_BAD_MAGIC => c"ENVOL_ERR_HEADER_BAD_MAGIC",
+            envol_status::ENVOL_ERR_HEADER_VERSION => c"ENVOL_ERR_HEADER_VERSION",
+            envol_status::ENVOL_ERR_HEADER_FLAGS => c"ENVOL_ERR_HEADER_FLAGS",
+            envol_status::ENVOL_ERR_HEADER_CORRUPT => c"ENVOL_ERR_HEADER_CORRUPT",
+            envol_status::ENVOL_ERR_HEADER_BOTH_CORRUPT => c"ENVOL_ERR_HEADER_BOTH_CORRUPT",
+            envol_status::ENVOL_ERR_HEADER_MALFORMED => c"ENVOL_ERR_HEADER_MALFORMED",
+            envol_status::ENVOL_ERR_HEADER_TAMPERED => c"ENVOL_ERR_HEADER_TAMPERED",
+            envol_status::ENVOL_ERR_OUT_OF_RANGE => c"ENVOL_ERR_OUT_OF_RANGE",
+            envol_status::ENVOL_ERR_VOLUME_RETIRED => c"ENVOL_ERR_VOLUME_RETIRED",
+            envol_status::ENVOL_ERR_VOLUME_ATTACHED => c"ENVOL_ERR_VOLUME_ATTACHED",
+            envol_status::ENVOL_ERR_VOLUME_DETACHED => c"ENVOL_ERR_VOLUME_DETACHED",
+            envol_status::ENVOL_ERR_KEY_MISMATCH => c"ENVOL_ERR_KEY_MISMATCH",
+            envol_status::ENVOL_ERR_VOLUME_PARAMS => c"ENVOL_ERR_VOLUME_PARAMS",
         }
     }
 }

@@ -9,7 +9,11 @@
 //! Parts: the sector engine (`xts.rs`: `envol_xts_*`, `envol_backend_*`) and
 //! the key service (`kms.rs`: encryption contexts, the `envol_kms_callbacks`
 //! table a hypervisor plugs its key service into, `envol_xts_init_from_blob`,
-//! and on hosted builds the reference service `envol_local_kms_*`).
+//! and on hosted builds the reference service `envol_local_kms_*`), and
+//! volumes (`volume.rs`: the `envol_block_device` table, the caller-allocated
+//! `envol_volume` with its create/open/attach/read/write/rewrap/detach
+//! lifecycle, and the low-level `envol_header_*` calls for hypervisors that
+//! do their own I/O).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(non_camel_case_types)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -19,9 +23,12 @@ mod boundary;
 mod xts;
 // The key service, built on the engine.
 mod kms;
+// Volumes: the high-level lifecycle and the low-level header calls.
+mod volume;
 
 pub use boundary::{envol_backend, envol_backend_arg, envol_status, envol_status_arg};
 pub use kms::*;
+pub use volume::*;
 pub use xts::*;
 
 use core::ffi::c_char;

@@ -1,5 +1,7 @@
 //! Rust-side checks of the ABI: the committed header is what cbindgen makes
-//! of the sources today, and the C test programs pass (plain and sanitized).
+//! of the sources today and compiles as strict C99 (hosted and freestanding),
+//! the C test programs and the C example pass (plain, sanitized, and the
+//! example under valgrind), and the status mappings are complete.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::cast_possible_truncation)] // test patterns
 
@@ -73,50 +75,76 @@ fn run(cmd: &mut Command, what: &str) -> Output {
 }
 
 /// The C test programs in `ffi/tests/`, by file stem.
-const C_TESTS: [&str; 2] = ["xts_test", "kms_test"];
+const C_TESTS: [&str; 3] = ["xts_test", "kms_test", "volume_test"];
+
+/// The strict flags every C program and the header are compiled with.
+const C_FLAGS: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];
 
 /// Compiles `ffi/tests/<name>.c` against `lib` into `exe`.
 fn compile_c_test(name: &str, lib: &Path, exe: &Path, extra: &[&str], what: &str) {
+    let src = crate_dir().join("tests").join(format!("{name}.c"));
+    compile_c(&src, lib, exe, extra, what);
+}
+
+/// Compiles the C program `src` against `lib` into `exe`.
+fn compile_c(src: &Path, lib: &Path, exe: &Path, extra: &[&str], what: &str) {
     let dir = crate_dir();
     let mut cc = command_from_env("CC", "gcc");
-    cc.args([
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Wpedantic",
-        "-Werror",
-        "-O1",
-    ])
-    .args(extra)
-    .arg("-I")
-    .arg(dir.join("include"))
-    .arg(dir.join("tests").join(format!("{name}.c")))
-    .arg(lib)
-    // What the Rust standard library inside libenvol.a links against.
-    .args(["-lpthread", "-ldl", "-lm"])
-    .arg("-o")
-    .arg(exe);
+    cc.args(C_FLAGS)
+        .arg("-O1")
+        .args(extra)
+        .arg("-I")
+        .arg(dir.join("include"))
+        .arg(src)
+        .arg(lib)
+        // What the Rust standard library inside libenvol.a links against.
+        .args(["-lpthread", "-ldl", "-lm"])
+        .arg("-o")
+        .arg(exe);
     run(&mut cc, what);
 }
 
-/// Runs a compiled C test (through `runner` if given), prints its output and
-/// checks its summary line.
-fn run_c_test(exe: &Path, runner: Option<&str>, what: &str) {
+/// How a compiled C program is started.
+#[derive(Clone, Copy)]
+enum Runner {
+    /// Directly.
+    Native,
+    /// Through the command line in this environment variable (qemu-user).
+    Env(&'static str),
+    /// Under valgrind's memcheck; any error fails the run.
+    Valgrind,
+}
+
+/// Runs a compiled C program, prints its output and returns its stdout;
+/// panics unless it exits with status 0.
+fn run_c_program(exe: &Path, runner: Runner, what: &str) -> String {
     let mut cmd = match runner {
-        Some(var) => {
-            let mut c = command_from_env(var, "");
-            c.arg(exe);
+        Runner::Env(var) => command_from_env(var, ""),
+        Runner::Valgrind => {
+            let mut c = Command::new("valgrind");
+            c.args(["-q", "--error-exitcode=1", "--leak-check=no"]);
             c
         }
-        None => Command::new(exe),
+        Runner::Native => Command::new(exe),
     };
+    if !matches!(runner, Runner::Native) {
+        cmd.arg(exe);
+    }
     let out = run(&mut cmd, what);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("--- {what}\n{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !stderr.trim().is_empty() {
         println!("--- {what} (stderr)\n{stderr}");
     }
+    stdout
+}
+
+/// Runs a compiled C test (through `runner` if given), prints its output and
+/// checks its summary line.
+fn run_c_test(exe: &Path, runner: Option<&'static str>, what: &str) {
+    let runner = runner.map_or(Runner::Native, Runner::Env);
+    let stdout = run_c_program(exe, runner, what);
     let summary = stdout.lines().last().unwrap_or_default();
     let passed = summary
         .strip_suffix(" passed, 0 failed")
@@ -131,13 +159,15 @@ fn run_c_test(exe: &Path, runner: Option<&str>, what: &str) {
 /// Builds `libenvol.a` with a nested cargo (its own target directory, so the
 /// outer build lock is not contended), then compiles each C test program
 /// (`ffi/tests/xts_test.c`, the engine; `ffi/tests/kms_test.c`, the key
-/// service) against it and runs it: plain, and under ASan + UBSan.
+/// service; `ffi/tests/volume_test.c`, volumes) against it and runs it:
+/// plain, and under ASan + UBSan; then the example
+/// `ffi/examples/hypervisor.c` the same way, and under valgrind if present.
 ///
 /// Environment: `CARGO` (the cargo binary), `CC` (default `gcc`). For a
 /// cross target set `ENVOL_CTEST_TARGET` (e.g. `aarch64-unknown-linux-gnu`),
 /// `CC` to the cross compiler and `ENVOL_CTEST_RUNNER` to the runner (e.g.
-/// `qemu-aarch64 -cpu max`): the program is then linked `-static`, run
-/// through the runner, and the sanitizer build is skipped.
+/// `qemu-aarch64 -cpu max`): the programs are then linked `-static`, run
+/// through the runner, and the sanitizer and valgrind runs are skipped.
 #[test]
 fn c_abi_tests_pass() {
     let ws = workspace_dir();
@@ -216,6 +246,109 @@ fn c_abi_tests_pass() {
             }
         }
     }
+    run_hypervisor_example(&lib, &ctest, target.as_deref());
+}
+
+/// Whether `valgrind` can be started.
+fn valgrind_available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs the hypervisor example and checks that it says every step behaved.
+fn run_example(exe: &Path, runner: Runner, what: &str) {
+    let stdout = run_c_program(exe, runner, what);
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l == "done: every step behaved as expected"),
+        "{what}: did not end with `done: every step behaved as expected`"
+    );
+}
+
+/// Builds `ffi/examples/hypervisor.c` (the volume lifecycle on a file-backed
+/// disk through the C ABI) against `lib` and runs it: plain, under ASan +
+/// UBSan, and under valgrind when it is installed; for a cross target,
+/// linked `-static` and run through `ENVOL_CTEST_RUNNER` only.
+fn run_hypervisor_example(lib: &Path, ctest: &Path, target: Option<&str>) {
+    let src = crate_dir().join("examples").join("hypervisor.c");
+    match target {
+        Some(t) => {
+            let exe = ctest.join(format!("hypervisor-{t}"));
+            compile_c(
+                &src,
+                lib,
+                &exe,
+                &["-static"],
+                &format!("hypervisor.c build for {t}"),
+            );
+            let runner = std::env::var("ENVOL_CTEST_RUNNER")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+                .map_or(Runner::Native, |_| Runner::Env("ENVOL_CTEST_RUNNER"));
+            run_example(&exe, runner, &format!("hypervisor on {t}"));
+        }
+        None => {
+            let exe = ctest.join("hypervisor");
+            compile_c(&src, lib, &exe, &[], "hypervisor.c build");
+            run_example(&exe, Runner::Native, "hypervisor");
+            if valgrind_available() {
+                run_example(&exe, Runner::Valgrind, "hypervisor (valgrind)");
+            } else {
+                println!("--- hypervisor (valgrind): skipped, valgrind is not installed");
+            }
+            let asan = ctest.join("hypervisor_asan");
+            compile_c(
+                &src,
+                lib,
+                &asan,
+                &[
+                    "-g",
+                    "-fsanitize=address,undefined",
+                    "-fno-omit-frame-pointer",
+                    "-fno-sanitize-recover=all",
+                ],
+                "hypervisor.c build (ASan + UBSan)",
+            );
+            run_example(&asan, Runner::Native, "hypervisor (ASan + UBSan)");
+        }
+    }
+}
+
+/// `include/envol.h` on its own compiles as strict C99, hosted and with
+/// `-ffreestanding` (and as C++ when a C++ compiler is at hand): nothing in
+/// it needs more than `stddef.h` and `stdint.h`.
+#[test]
+fn header_compiles_standalone() {
+    let dir = crate_dir();
+    let header = dir.join("include").join("envol.h");
+    let cc_line = std::env::var("CC").unwrap_or_default();
+    for extra in [&[][..], &["-ffreestanding"][..]] {
+        let mut cc = command_from_env("CC", "gcc");
+        cc.args(C_FLAGS)
+            .args(extra)
+            .args(["-fsyntax-only", "-x", "c"])
+            .arg(&header);
+        run(&mut cc, &format!("envol.h as C99 {extra:?}"));
+    }
+    // A C++ compiler beside the default gcc (cross builds set CC and skip).
+    if cc_line.trim().is_empty() {
+        let mut cxx = Command::new("g++");
+        cxx.args(["-std=c++11", "-Wall", "-Wextra", "-Wpedantic", "-Werror"])
+            .args(["-fsyntax-only", "-x", "c++"])
+            .arg(&header);
+        match cxx.output() {
+            Ok(out) => assert!(
+                out.status.success(),
+                "envol.h as C++11:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(_) => println!("envol.h as C++: skipped, g++ is not installed"),
+        }
+    }
 }
 
 /// The key-service ABI from Rust: the status table, the callback-status
@@ -251,15 +384,16 @@ mod kms_abi {
     #[test]
     fn status_table_is_complete() {
         let mut names = std::collections::BTreeSet::new();
-        for v in 0..26u32 {
+        let n = u32::try_from(envol_status::ALL.len()).unwrap();
+        for v in 0..n {
             let s = envol_status::from_raw(v).unwrap_or_else(|| panic!("status {v} missing"));
             assert_eq!(s as u32, v);
             let name = s.name_cstr().to_str().unwrap();
             assert!(name.starts_with("ENVOL_"), "{name}");
             assert!(names.insert(name), "{name} twice");
         }
-        assert_eq!(envol_status::ALL.len(), 26);
-        assert_eq!(envol_status::from_raw(26), None);
+        assert_eq!(envol_status::ALL.len(), 40);
+        assert_eq!(envol_status::from_raw(n), None);
         assert_eq!(envol_status::from_raw(u32::MAX), None);
     }
 
@@ -275,7 +409,7 @@ mod kms_abi {
             assert_eq!(kms_result(envol_status_arg(s as u32)), Err(e));
         }
         assert_eq!(kms_result(envol_status_arg(0)), Ok(()));
-        for raw in [26, 777, u32::MAX] {
+        for raw in [40, 777, u32::MAX] {
             assert_eq!(
                 kms_result(envol_status_arg(raw)),
                 Err(KmsError::Unavailable)
@@ -624,5 +758,203 @@ mod kms_abi {
                 .unwrap_err(),
             KmsError::Unavailable
         );
+    }
+}
+
+/// The volume ABI from Rust: every header and volume error has a status of
+/// its own, and the adapter from a C device table to `BlockDevice`.
+mod volume_abi {
+    use core::ffi::{c_int, c_void};
+
+    use envol::header::HeaderError;
+    use envol::kms::KmsError;
+    use envol::volume::{BlockDevice, IoError, VolumeError};
+    use envol::xts::Error as XtsError;
+
+    use crate::boundary::envol_status;
+    use crate::volume::{
+        CallbackDevice, ENVOL_VOLUME_SIZE, envol_block_device, envol_volume, envol_volume_size,
+    };
+
+    const HEADER_ERRORS: [HeaderError; 8] = [
+        HeaderError::BadMagic,
+        HeaderError::UnsupportedVersion(2),
+        HeaderError::UnknownFlags(1),
+        HeaderError::Corrupt,
+        HeaderError::BothCorrupt,
+        HeaderError::Malformed("sector size"),
+        HeaderError::Tampered,
+        HeaderError::BufferTooSmall,
+    ];
+
+    #[test]
+    fn header_and_volume_errors_map_to_their_own_statuses() {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in HEADER_ERRORS {
+            let s = envol_status::from(e);
+            assert_ne!(s, envol_status::ENVOL_ERR_INTERNAL, "{e:?}");
+            assert_ne!(s, envol_status::ENVOL_OK, "{e:?}");
+            assert!(seen.insert(s as u32), "{e:?} shares a status");
+            assert_eq!(envol_status::from(VolumeError::Header(e)), s);
+        }
+        assert_eq!(
+            envol_status::from(HeaderError::UnsupportedVersion(7)),
+            envol_status::ENVOL_ERR_HEADER_VERSION
+        );
+        assert_eq!(
+            envol_status::from(HeaderError::Malformed("key id")),
+            envol_status::ENVOL_ERR_HEADER_MALFORMED
+        );
+        for e in [
+            VolumeError::Io(IoError(5)),
+            VolumeError::OutOfRange,
+            VolumeError::Retired,
+            VolumeError::KeyMismatch,
+        ] {
+            let s = envol_status::from(e);
+            assert_ne!(s, envol_status::ENVOL_ERR_INTERNAL, "{e:?}");
+            assert!(seen.insert(s as u32), "{e:?} shares a status");
+        }
+        assert_eq!(
+            envol_status::from(VolumeError::Io(IoError(-1))),
+            envol_status::ENVOL_ERR_IO
+        );
+        // Wrapped errors keep the statuses of their own parts.
+        for e in [
+            KmsError::AccessDenied,
+            KmsError::Disabled,
+            KmsError::Unavailable,
+        ] {
+            assert_eq!(
+                envol_status::from(VolumeError::Kms(e)),
+                envol_status::from(e)
+            );
+        }
+        for e in [XtsError::Length, XtsError::SectorSize, XtsError::WeakKey] {
+            assert_eq!(
+                envol_status::from(VolumeError::Xts(e)),
+                envol_status::from(e)
+            );
+        }
+        // The state statuses are not any error's.
+        for s in [
+            envol_status::ENVOL_ERR_VOLUME_ATTACHED,
+            envol_status::ENVOL_ERR_VOLUME_DETACHED,
+            envol_status::ENVOL_ERR_VOLUME_PARAMS,
+        ] {
+            assert!(seen.insert(s as u32), "{s:?} shares a status");
+        }
+    }
+
+    #[test]
+    fn volume_struct_size() {
+        assert_eq!(envol_volume_size(), ENVOL_VOLUME_SIZE);
+        assert_eq!(size_of::<envol_volume>(), ENVOL_VOLUME_SIZE);
+        println!(
+            "envol_volume: {} bytes, {} used",
+            ENVOL_VOLUME_SIZE,
+            crate::volume::used_size()
+        );
+    }
+
+    /// A device over a vector, failing with `fail` when it is not 0.
+    struct Disk {
+        bytes: Vec<u8>,
+        fail: c_int,
+        calls: u32,
+    }
+
+    /// # Safety
+    /// `user` is a live `Disk`; `buf` valid for `len` bytes.
+    unsafe extern "C" fn disk_read(user: *mut c_void, off: u64, buf: *mut u8, len: usize) -> c_int {
+        // SAFETY: the contract above.
+        let d = unsafe { &mut *user.cast::<Disk>() };
+        d.calls += 1;
+        if d.fail != 0 {
+            return d.fail;
+        }
+        let o = usize::try_from(off).unwrap();
+        // SAFETY: the contract above.
+        unsafe { core::ptr::copy_nonoverlapping(d.bytes[o..o + len].as_ptr(), buf, len) };
+        0
+    }
+
+    /// # Safety
+    /// As for `disk_read`.
+    unsafe extern "C" fn disk_write(
+        user: *mut c_void,
+        off: u64,
+        buf: *const u8,
+        len: usize,
+    ) -> c_int {
+        // SAFETY: the contract above.
+        let d = unsafe { &mut *user.cast::<Disk>() };
+        d.calls += 1;
+        if d.fail != 0 {
+            return d.fail;
+        }
+        let o = usize::try_from(off).unwrap();
+        // SAFETY: the contract above.
+        let src = unsafe { core::slice::from_raw_parts(buf, len) };
+        d.bytes[o..o + len].copy_from_slice(src);
+        0
+    }
+
+    /// # Safety
+    /// `user` is a live `Disk`.
+    unsafe extern "C" fn disk_flush(user: *mut c_void) -> c_int {
+        // SAFETY: the contract above.
+        let d = unsafe { &mut *user.cast::<Disk>() };
+        d.calls += 1;
+        d.fail
+    }
+
+    #[test]
+    fn callback_device_adapter() {
+        let mut disk = Disk {
+            bytes: vec![0; 64],
+            fail: 0,
+            calls: 0,
+        };
+        let dp: *mut Disk = &raw mut disk;
+        let table = envol_block_device {
+            user: dp.cast(),
+            read_at: Some(disk_read),
+            write_at: Some(disk_write),
+            flush: Some(disk_flush),
+        };
+        // SAFETY: the callbacks keep the contract while `disk` lives.
+        let mut dev = unsafe { CallbackDevice::new(table) };
+        dev.write_at(8, b"abcd").unwrap();
+        let mut four = [0u8; 4];
+        dev.read_at(8, &mut four).unwrap();
+        assert_eq!(&four, b"abcd");
+        dev.flush().unwrap();
+        // Zero-length transfers never reach the callbacks.
+        dev.read_at(0, &mut []).unwrap();
+        dev.write_at(0, &[]).unwrap();
+        // SAFETY: no reference into `disk` is live while the device runs.
+        let (calls, set_fail) = unsafe { ((*dp).calls, &raw mut (*dp).fail) };
+        assert_eq!(calls, 3);
+        for rc in [5, -1, i32::MAX] {
+            // SAFETY: as above.
+            unsafe { set_fail.write(rc) };
+            assert_eq!(dev.read_at(0, &mut four), Err(IoError(rc)));
+            assert_eq!(dev.write_at(0, b"x"), Err(IoError(rc)));
+            assert_eq!(dev.flush(), Err(IoError(rc)));
+        }
+        // No flush callback: writes count as durable.
+        // SAFETY: a table without callbacks is never called.
+        let mut bare = unsafe {
+            CallbackDevice::new(envol_block_device {
+                user: core::ptr::null_mut(),
+                read_at: None,
+                write_at: None,
+                flush: None,
+            })
+        };
+        assert_eq!(bare.flush(), Ok(()));
+        assert_eq!(bare.read_at(0, &mut four), Err(IoError(5)));
+        assert_eq!(bare.write_at(0, b"x"), Err(IoError(5)));
     }
 }
