@@ -1194,6 +1194,49 @@ enum envol_status envol_header_build(const struct envol_volume_params *params,
                                      size_t dek_len,
                                      uint8_t slot_out[ENVOL_HEADER_SLOT_SIZE]);
 
+// Wraps `secret` (1..=4096 bytes) under a raw 256-bit master key, bound to
+// the encryption context, with the caller's 12-byte `nonce`, which must
+// never repeat under that master key (use a TRNG or a persistent
+// counter). Writes the blob and its length; `blob_cap >= ENVOL_MAX_BLOB`
+// always suffices.
+//
+// # Safety
+// `master_key` and `nonce` NULL or valid for 32 and 12 reads; `key_id` NULL
+// or NUL-terminated; `ctx` as for the key-service calls; `secret` NULL or
+// valid for `secret_len` reads; `blob_out` NULL or valid for `blob_cap`
+// writes; `blob_len` NULL or writable.
+//
+enum envol_status envol_envelope_seal(const uint8_t master_key[32],
+                                      const char *key_id,
+                                      uint32_t backing_version,
+                                      const struct envol_kv *ctx,
+                                      size_t ctx_len,
+                                      const uint8_t *secret,
+                                      size_t secret_len,
+                                      const uint8_t nonce[12],
+                                      uint8_t *blob_out,
+                                      size_t blob_cap,
+                                      size_t *blob_len);
+
+// Unwraps a blob made by `envol_envelope_seal` (or a key service's wrap
+// under the same raw key) with the same encryption context. A wrong key, an
+// edited blob or a different context are all
+// `ENVOL_ERR_INVALID_CIPHERTEXT`. The secret is written only on success.
+//
+// # Safety
+// `master_key` NULL or valid for 32 reads; `blob` NULL or valid for
+// `blob_len` reads; `ctx` as for the key-service calls; `out` NULL or valid
+// for `out_cap` writes; `out_len` NULL or writable.
+//
+enum envol_status envol_envelope_open(const uint8_t master_key[32],
+                                      const uint8_t *blob,
+                                      size_t blob_len,
+                                      const struct envol_kv *ctx,
+                                      size_t ctx_len,
+                                      uint8_t *out,
+                                      size_t out_cap,
+                                      size_t *out_len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

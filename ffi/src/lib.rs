@@ -25,8 +25,11 @@ mod xts;
 mod kms;
 // Volumes: the high-level lifecycle and the low-level header calls.
 mod volume;
+// Raw-master-key wrap/unwrap for firmware without a key service.
+mod envelope;
 
 pub use boundary::{envol_backend, envol_backend_arg, envol_status, envol_status_arg};
+pub use envelope::*;
 pub use kms::*;
 pub use volume::*;
 pub use xts::*;
@@ -51,3 +54,18 @@ pub extern "C" fn envol_status_name(status: envol_status_arg) -> *const c_char {
 
 #[cfg(test)]
 mod tests;
+
+/// Firmware builds (`--no-default-features`, `panic = "abort"`): nothing in
+/// envol panics on any input, but if a bug ever did, the firmware's
+/// `envol_panic_hook` runs (log, reset); it must not return.
+#[cfg(all(not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    unsafe extern "C" {
+        /// Provided by the firmware.
+        fn envol_panic_hook() -> !;
+    }
+    // SAFETY: the firmware links a function of this name that never returns
+    // (documented in envol.h and the README's firmware section).
+    unsafe { envol_panic_hook() }
+}
