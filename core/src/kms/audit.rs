@@ -184,7 +184,10 @@ impl AuditEvent {
         let seq = r.u64()?;
         let time = r.u64()?;
         let principal = r.string()?;
-        let action = Action::from_name(&r.string()?)?;
+        // The canonical spelling only: `from_name` is case-insensitive, and
+        // a log must not verify after an edit that parses to the same value.
+        let name = r.string()?;
+        let action = Action::from_name(&name).filter(|a| a.name() == name)?;
         let key_id = r.string()?;
         let n = usize::try_from(r.u32()?).ok()?;
         // Each pair takes at least 8 bytes: bound the count before allocating.
