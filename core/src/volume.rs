@@ -22,9 +22,7 @@
 
 use core::fmt;
 
-use zeroize::Zeroize;
-
-use crate::envelope::{self, DataKey, MAX_BLOB};
+use crate::envelope::MAX_BLOB;
 use crate::header::{
     self, CipherSuite, Header, HeaderError, MacKey, Params, SLOT_SIZE, VolumeState,
 };
@@ -168,8 +166,7 @@ fn read_header<D: BlockDevice>(dev: &mut D, repair: bool) -> Result<Stored, Volu
     let mut stored = Stored {
         bytes: [0; SLOT_SIZE],
     };
-    let n = p.header.encode(&mut stored.bytes)?;
-    let _ = n;
+    p.header.encode(&mut stored.bytes)?;
     if repair && p.other_needs_repair {
         let other = (1 - p.slot) as u64 * SLOT_SIZE as u64;
         dev.write_at(other, &stored.bytes)?;
@@ -489,19 +486,6 @@ impl<D: BlockDevice> AttachedVolume<D> {
         self.commit(h)
     }
 }
-
-/// Wipes a data key copy held by a caller (for C callers of the low level).
-pub fn wipe_key(key: &mut [u8]) {
-    key.zeroize();
-}
-
-/// Validates that a data key fits a suite.
-pub fn key_fits(dek: &DataKey, suite: CipherSuite) -> bool {
-    dek.size() == suite.key_size()
-}
-
-/// The largest blob a volume header carries.
-pub const MAX_VOLUME_BLOB: usize = envelope::blob_len(envelope::MAX_KEY_ID, 64);
 
 /// An in-memory device (`alloc`), sparse-free: a plain byte vector.
 #[cfg(feature = "alloc")]

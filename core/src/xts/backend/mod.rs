@@ -204,9 +204,13 @@ mod self_test {
 /// Multiplies a tweak by x in GF(2^128) (IEEE 1619 little-endian convention),
 /// without branches on its value.
 pub(crate) fn mul_x(t: &[u8; 16]) -> [u8; 16] {
-    let v = u128::from_le_bytes(*t);
-    let carry = v >> 127;
-    ((v << 1) ^ (carry.wrapping_neg() & 0x87)).to_le_bytes()
+    double(u128::from_le_bytes(*t)).to_le_bytes()
+}
+
+/// [`mul_x`] on the tweak as a little-endian integer.
+#[inline(always)]
+pub(crate) fn double(v: u128) -> u128 {
+    (v << 1) ^ ((v >> 127).wrapping_neg() & 0x87)
 }
 
 /// Expanded AES round keys for the hardware kernels: key1 for encryption,

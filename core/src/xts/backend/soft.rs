@@ -11,6 +11,7 @@ use aes::{Aes128, Aes256, Block};
 use zeroize::Zeroize;
 
 use super::super::{Dir, KeySize};
+use super::double;
 
 /// Blocks handed to the `aes` crate per call.
 const BATCH: usize = 32;
@@ -129,10 +130,4 @@ impl SoftKeys {
         }
         tw.zeroize();
     }
-}
-
-/// Multiplication by x in GF(2^128), branch-free.
-#[inline(always)]
-fn double(v: u128) -> u128 {
-    (v << 1) ^ ((v >> 127).wrapping_neg() & 0x87)
 }
