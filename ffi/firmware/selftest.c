@@ -5,6 +5,7 @@
  *   2. a sector-run round trip that must equal unit-by-unit encryption;
  *   3. a data-key unwrap through a callback key service holding a fixed
  *      test master key, into an envol_xts context.
+ * With FW_EXPECT_BACKEND defined it first checks which kernel was selected.
  * Prints through semihosting and exits with the number of failures. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,20 @@ static void vectors(void) {
     printf("vectors: %d run on backend %s\n", FW_VECTOR_COUNT,
            envol_backend_name(envol_xts_backend(&ctx)));
 }
+
+#ifdef FW_EXPECT_BACKEND
+/* The kernel the build selected (build-aarch64.sh: armv8, chosen at compile
+ * time from -C target-feature=+aes,+neon, no run-time detection). */
+static void backend(void) {
+    uint8_t key[32];
+    size_t i;
+    for (i = 0; i < sizeof key; i++) key[i] = (uint8_t)(i + 1u);
+    CHECK(envol_xts_init(&ctx, key, sizeof key) == ENVOL_OK, "init");
+    CHECK(envol_xts_backend(&ctx) == FW_EXPECT_BACKEND, "expected backend");
+    printf("backend: %s (expected %s)\n", envol_backend_name(envol_xts_backend(&ctx)),
+           envol_backend_name(FW_EXPECT_BACKEND));
+}
+#endif
 
 static void sector_run(void) {
     uint8_t key[64], tweak[16];
@@ -143,6 +158,9 @@ int main(void) {
     printf("envol %s firmware self-test, envol_xts %u bytes\n", envol_version(),
            (unsigned)envol_xts_size());
     CHECK(envol_xts_size() == sizeof(envol_xts), "context size");
+#ifdef FW_EXPECT_BACKEND
+    backend();
+#endif
     vectors();
     sector_run();
     unwrap();
