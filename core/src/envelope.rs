@@ -9,6 +9,12 @@
 //! a header field changed all fail to unwrap, with one error that does not
 //! say which.
 //!
+//! The algorithm byte says who wrapped the key ([`Algorithm`]): envol's own
+//! software AES-256-GCM, AES-256-GCM computed inside a PKCS#11 token (same
+//! layout and associated data), or an AWS KMS ciphertext carried opaquely
+//! (AWS binds it to the same encryption context on its side). A blob handed
+//! to a key service of another kind is refused, never misread.
+//!
 //! Everything here is `no_std` and allocation-free; every parser is total.
 
 use core::fmt;
@@ -42,12 +48,65 @@ pub const fn blob_len(id_len: usize, secret_len: usize) -> usize {
     BLOB_OVERHEAD + id_len + secret_len
 }
 
+/// Size of an opaque blob ([`Algorithm::AwsKms`]) carrying `ct_len` bytes
+/// of another service's ciphertext under a key id of `id_len` bytes.
+pub const fn opaque_blob_len(id_len: usize, ct_len: usize) -> usize {
+    OPAQUE_FIXED + id_len + ct_len
+}
+
 const MAGIC: [u8; 4] = *b"EVWK";
 /// The blob format version this code writes and reads.
 pub const BLOB_VERSION: u8 = 1;
-const ALG_AES256_GCM: u8 = 1;
 /// magic, version, alg, flags (2), id len, backing version (4), nonce (12), ct len (2).
 const HEADER_FIXED: usize = 4 + 1 + 1 + 2 + 1 + 4 + 12 + 2;
+/// magic, version, alg, flags (2), id len, ct len (2): an opaque blob's fixed part.
+const OPAQUE_FIXED: usize = 4 + 1 + 1 + 2 + 1 + 2;
+/// Longest associated data of an AES-GCM blob: its header and the context.
+pub const MAX_AAD: usize = HEADER_FIXED + MAX_KEY_ID + MAX_CONTEXT_ENCODED;
+
+/// Who wrapped the data key, and so who can unwrap it (the blob's algorithm
+/// byte). Codes are part of the on-disk format and never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// AES-256-GCM in software under master key material an envol key
+    /// service holds ([`MasterKey`], `LocalKms`). Code 1.
+    Aes256Gcm,
+    /// AES-256-GCM computed inside a PKCS#11 token under a non-extractable
+    /// key; same layout and associated data as [`Algorithm::Aes256Gcm`].
+    /// Code 2.
+    Pkcs11Aes256Gcm,
+    /// An AWS KMS `CiphertextBlob`, carried as is: AWS binds it to the
+    /// encryption context, envol adds the key id and framing. Code 3.
+    AwsKms,
+}
+
+impl Algorithm {
+    /// The algorithm byte.
+    pub const fn code(self) -> u8 {
+        match self {
+            Algorithm::Aes256Gcm => 1,
+            Algorithm::Pkcs11Aes256Gcm => 2,
+            Algorithm::AwsKms => 3,
+        }
+    }
+
+    /// The algorithm for a byte, if known.
+    pub const fn from_code(code: u8) -> Option<Algorithm> {
+        match code {
+            1 => Some(Algorithm::Aes256Gcm),
+            2 => Some(Algorithm::Pkcs11Aes256Gcm),
+            3 => Some(Algorithm::AwsKms),
+            _ => None,
+        }
+    }
+
+    /// Whether envol computes the AEAD itself (nonce, tag, associated data in
+    /// the blob) or carries another service's ciphertext opaquely.
+    pub const fn is_opaque(self) -> bool {
+        matches!(self, Algorithm::AwsKms)
+    }
+}
 
 /// Why an envelope operation failed. No variant carries secret bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -353,6 +412,7 @@ pub fn check_key_id(id: &str) -> Result<(), Error> {
 /// A parsed wrapped-key blob, borrowing from its bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct WrappedKey<'a> {
+    alg: Algorithm,
     key_id: &'a str,
     backing_version: u32,
     nonce: [u8; 12],
@@ -363,6 +423,7 @@ pub struct WrappedKey<'a> {
 impl fmt::Debug for WrappedKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WrappedKey")
+            .field("alg", &self.alg)
             .field("key_id", &self.key_id)
             .field("backing_version", &self.backing_version)
             .field("ciphertext_len", &self.ciphertext.len())
@@ -382,10 +443,8 @@ impl<'a> WrappedKey<'a> {
         if version != BLOB_VERSION {
             return Err(Error::UnsupportedVersion(version));
         }
-        let alg = r.u8().ok_or(Error::Truncated)?;
-        if alg != ALG_AES256_GCM {
-            return Err(Error::UnsupportedAlgorithm(alg));
-        }
+        let code = r.u8().ok_or(Error::Truncated)?;
+        let alg = Algorithm::from_code(code).ok_or(Error::UnsupportedAlgorithm(code))?;
         let flags = r.u16().ok_or(Error::Truncated)?;
         if flags != 0 {
             return Err(Error::UnknownFlags(flags));
@@ -394,20 +453,53 @@ impl<'a> WrappedKey<'a> {
         let id = r.take(id_len).ok_or(Error::Truncated)?;
         let key_id = core::str::from_utf8(id).map_err(|_| Error::BadKeyId)?;
         check_key_id(key_id)?;
-        let backing_version = r.u32().ok_or(Error::Truncated)?;
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(r.take(12).ok_or(Error::Truncated)?);
+        let mut w = WrappedKey {
+            alg,
+            key_id,
+            backing_version: 0,
+            nonce: [0; 12],
+            ciphertext: &[],
+            tag: [0; 16],
+        };
+        if !alg.is_opaque() {
+            w.backing_version = r.u32().ok_or(Error::Truncated)?;
+            w.nonce.copy_from_slice(r.take(12).ok_or(Error::Truncated)?);
+        }
         let ct_len = usize::from(r.u16().ok_or(Error::Truncated)?);
         if ct_len == 0 || ct_len > MAX_SECRET {
             return Err(Error::Malformed);
         }
-        let ciphertext = r.take(ct_len).ok_or(Error::Truncated)?;
-        let mut tag = [0u8; 16];
-        tag.copy_from_slice(r.take(16).ok_or(Error::Truncated)?);
+        w.ciphertext = r.take(ct_len).ok_or(Error::Truncated)?;
+        if !alg.is_opaque() {
+            w.tag.copy_from_slice(r.take(16).ok_or(Error::Truncated)?);
+        }
         if r.pos != bytes.len() {
             return Err(Error::Truncated);
         }
+        Ok(w)
+    }
+
+    /// An AES-GCM blob from its parts, for key services that compute the
+    /// AEAD elsewhere (a PKCS#11 token). `alg` must not be opaque. Build it
+    /// with any tag to get [`WrappedKey::associated_data`], then again with
+    /// the tag the token returned.
+    pub fn from_gcm_parts(
+        alg: Algorithm,
+        key_id: &'a str,
+        backing_version: u32,
+        nonce: [u8; 12],
+        ciphertext: &'a [u8],
+        tag: [u8; 16],
+    ) -> Result<WrappedKey<'a>, Error> {
+        if alg.is_opaque() {
+            return Err(Error::UnsupportedAlgorithm(alg.code()));
+        }
+        check_key_id(key_id)?;
+        if ciphertext.is_empty() || ciphertext.len() > MAX_SECRET {
+            return Err(Error::BadLength);
+        }
         Ok(WrappedKey {
+            alg,
             key_id,
             backing_version,
             nonce,
@@ -416,68 +508,129 @@ impl<'a> WrappedKey<'a> {
         })
     }
 
+    /// An opaque blob carrying another key service's ciphertext (1..=4096
+    /// bytes) made under `key_id`. `alg` must be opaque.
+    pub fn from_opaque(
+        alg: Algorithm,
+        key_id: &'a str,
+        ciphertext: &'a [u8],
+    ) -> Result<WrappedKey<'a>, Error> {
+        if !alg.is_opaque() {
+            return Err(Error::UnsupportedAlgorithm(alg.code()));
+        }
+        check_key_id(key_id)?;
+        if ciphertext.is_empty() || ciphertext.len() > MAX_SECRET {
+            return Err(Error::BadLength);
+        }
+        Ok(WrappedKey {
+            alg,
+            key_id,
+            backing_version: 0,
+            nonce: [0; 12],
+            ciphertext,
+            tag: [0; 16],
+        })
+    }
+
+    /// Who wrapped the key.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
     /// The master key this blob was wrapped under.
     pub fn key_id(&self) -> &'a str {
         self.key_id
     }
 
-    /// Which backing version of that master key.
+    /// Which backing version of that master key (0 for opaque blobs, whose
+    /// service tracks versions itself).
     pub fn backing_version(&self) -> u32 {
         self.backing_version
     }
 
-    /// Length of the wrapped secret.
-    pub fn secret_len(&self) -> usize {
-        self.ciphertext.len()
+    /// Length of the wrapped secret, or `None` for an opaque blob (only its
+    /// service knows).
+    pub fn secret_len(&self) -> Option<usize> {
+        if self.alg.is_opaque() {
+            None
+        } else {
+            Some(self.ciphertext.len())
+        }
+    }
+
+    /// The ciphertext: the encrypted secret (without the tag) for AES-GCM
+    /// blobs, the other service's whole ciphertext for opaque ones.
+    pub fn ciphertext(&self) -> &'a [u8] {
+        self.ciphertext
+    }
+
+    /// The AES-GCM nonce (zero for opaque blobs).
+    pub fn nonce(&self) -> [u8; 12] {
+        self.nonce
+    }
+
+    /// The AES-GCM tag (zero for opaque blobs).
+    pub fn tag(&self) -> [u8; 16] {
+        self.tag
     }
 
     /// Length of the encoded blob.
     pub fn encoded_len(&self) -> usize {
-        blob_len(self.key_id.len(), self.ciphertext.len())
+        if self.alg.is_opaque() {
+            opaque_blob_len(self.key_id.len(), self.ciphertext.len())
+        } else {
+            blob_len(self.key_id.len(), self.ciphertext.len())
+        }
     }
 
     /// Writes the blob; `encode(parse(b)) == b` for every accepted `b`.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
         let n = self.encoded_len();
         let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
-        let h = write_header(
-            out,
-            self.key_id,
-            self.backing_version,
-            &self.nonce,
-            self.ciphertext.len(),
-        );
+        let h = self.write_header(out);
         out[h..h + self.ciphertext.len()].copy_from_slice(self.ciphertext);
-        out[h + self.ciphertext.len()..].copy_from_slice(&self.tag);
+        if !self.alg.is_opaque() {
+            out[h + self.ciphertext.len()..].copy_from_slice(&self.tag);
+        }
         Ok(n)
+    }
+
+    /// The AES-GCM associated data of this blob: its header (everything
+    /// before the ciphertext) followed by the canonical context encoding.
+    /// [`MAX_AAD`] bytes always suffice. Not defined for opaque blobs.
+    pub fn associated_data(&self, context: &Context<'_>, out: &mut [u8]) -> Result<usize, Error> {
+        if self.alg.is_opaque() {
+            return Err(Error::UnsupportedAlgorithm(self.alg.code()));
+        }
+        let mut header = [0u8; HEADER_FIXED + MAX_KEY_ID];
+        let h = self.write_header(&mut header);
+        let out_h = out.get_mut(..h).ok_or(Error::BufferTooSmall)?;
+        out_h.copy_from_slice(&header[..h]);
+        let c = context.encode(&mut out[h..])?;
+        Ok(h + c)
     }
 
     /// Decrypts the secret into `out` with the master key material of the
     /// blob's backing version, checking the context. Returns its length.
+    /// Only [`Algorithm::Aes256Gcm`] blobs open with software key material.
     pub fn open(
         &self,
         master: &MasterKey,
         context: &Context<'_>,
         out: &mut [u8],
     ) -> Result<usize, Error> {
+        if self.alg != Algorithm::Aes256Gcm {
+            return Err(Error::UnsupportedAlgorithm(self.alg.code()));
+        }
         let n = self.ciphertext.len();
         let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
-        let mut header = [0u8; HEADER_FIXED + MAX_KEY_ID];
-        let h = write_header(
-            &mut header,
-            self.key_id,
-            self.backing_version,
-            &self.nonce,
-            n,
-        );
-        let mut aad = [0u8; HEADER_FIXED + MAX_KEY_ID + MAX_CONTEXT_ENCODED];
-        aad[..h].copy_from_slice(&header[..h]);
-        let c = context.encode(&mut aad[h..])?;
+        let mut aad = [0u8; MAX_AAD];
+        let a = self.associated_data(context, &mut aad)?;
         out.copy_from_slice(self.ciphertext);
         let cipher = Aes256Gcm::new(&master.0.into());
         let result = cipher.decrypt_inout_detached(
             &Nonce::from(self.nonce),
-            &aad[..h + c],
+            &aad[..a],
             out.into(),
             &Tag::from(self.tag),
         );
@@ -487,28 +640,25 @@ impl<'a> WrappedKey<'a> {
         }
         Ok(n)
     }
-}
 
-/// Writes the blob header (everything before the ciphertext) into the start
-/// of `out`, which the caller sized; returns its length.
-fn write_header(
-    out: &mut [u8],
-    key_id: &str,
-    backing_version: u32,
-    nonce: &[u8; 12],
-    ct_len: usize,
-) -> usize {
-    let mut w = Writer { buf: out, pos: 0 };
-    w.put(&MAGIC);
-    w.put(&[BLOB_VERSION, ALG_AES256_GCM]);
-    w.put(&0u16.to_le_bytes());
-    // Key ids are at most 64 bytes and secrets at most 4096 (checked by callers).
-    w.put(&[u8::try_from(key_id.len()).unwrap_or(u8::MAX)]);
-    w.put(key_id.as_bytes());
-    w.put(&backing_version.to_le_bytes());
-    w.put(nonce);
-    w.put(&le16(ct_len));
-    w.pos
+    /// Writes the blob header (everything before the ciphertext) into the
+    /// start of `out`, which the caller sized; returns its length.
+    fn write_header(&self, out: &mut [u8]) -> usize {
+        let mut w = Writer { buf: out, pos: 0 };
+        w.put(&MAGIC);
+        w.put(&[BLOB_VERSION, self.alg.code()]);
+        w.put(&0u16.to_le_bytes());
+        // Key ids are at most 64 bytes and secrets at most 4096 (checked by
+        // every constructor).
+        w.put(&[u8::try_from(self.key_id.len()).unwrap_or(u8::MAX)]);
+        w.put(self.key_id.as_bytes());
+        if !self.alg.is_opaque() {
+            w.put(&self.backing_version.to_le_bytes());
+            w.put(&self.nonce);
+        }
+        w.put(&le16(self.ciphertext.len()));
+        w.pos
+    }
 }
 
 /// 256-bit master key material of one backing version. Lives only inside a
@@ -582,22 +732,24 @@ impl MasterKey {
         nonce: &[u8; 12],
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        check_key_id(key_id)?;
-        if secret.is_empty() || secret.len() > MAX_SECRET {
-            return Err(Error::BadLength);
-        }
-        let total = blob_len(key_id.len(), secret.len());
+        let draft = WrappedKey::from_gcm_parts(
+            Algorithm::Aes256Gcm,
+            key_id,
+            backing_version,
+            *nonce,
+            secret,
+            [0; 16],
+        )?;
+        let total = draft.encoded_len();
         let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
-        let nonce = *nonce;
-        let h = write_header(out, key_id, backing_version, &nonce, secret.len());
-        let mut aad = [0u8; HEADER_FIXED + MAX_KEY_ID + MAX_CONTEXT_ENCODED];
-        aad[..h].copy_from_slice(&out[..h]);
-        let c = context.encode(&mut aad[h..])?;
+        let mut aad = [0u8; MAX_AAD];
+        let a = draft.associated_data(context, &mut aad)?;
+        let h = draft.write_header(out);
         let (body, tag_out) = out[h..].split_at_mut(secret.len());
         body.copy_from_slice(secret);
         let cipher = Aes256Gcm::new(&self.0.into());
         let tag = cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), &aad[..h + c], body.into())
+            .encrypt_inout_detached(&Nonce::from(*nonce), &aad[..a], body.into())
             .map_err(|_| Error::BadLength)?;
         tag_out.copy_from_slice(&tag);
         Ok(total)
@@ -684,6 +836,95 @@ mod tests {
             assert!(WrappedKey::parse(&blob[..len]).is_err());
         }
         assert_eq!(WrappedKey::parse(&blob[..n + 1]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn foreign_algorithms_frame_and_refuse() {
+        let mut rng = Counter(7);
+        let mk = MasterKey::generate(&mut rng).unwrap();
+        let ctx = Context::new(&[("volume", "vol-9")]).unwrap();
+        let secret = [0x42u8; 64];
+        // A GCM blob assembled from parts, the AEAD computed outside this
+        // module over `associated_data`, opens exactly like `seal`'s.
+        let nonce = [3u8; 12];
+        let mut body = secret;
+        let draft =
+            WrappedKey::from_gcm_parts(Algorithm::Aes256Gcm, "k1", 2, nonce, &body, [0; 16])
+                .unwrap();
+        let mut aad = [0u8; MAX_AAD];
+        let a = draft.associated_data(&ctx, &mut aad).unwrap();
+        let tag = Aes256Gcm::new(&(*mk.expose_for_sealing()).into())
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad[..a], (&mut body[..]).into())
+            .unwrap();
+        let w = WrappedKey::from_gcm_parts(Algorithm::Aes256Gcm, "k1", 2, nonce, &body, tag.into())
+            .unwrap();
+        let mut blob = [0u8; MAX_BLOB];
+        let n = w.encode(&mut blob).unwrap();
+        let mut sealed = [0u8; MAX_BLOB];
+        let m = mk
+            .seal_with_nonce("k1", 2, &ctx, &secret, &nonce, &mut sealed)
+            .unwrap();
+        assert_eq!(&blob[..n], &sealed[..m]);
+        // The same parts under the PKCS#11 code differ in the algorithm byte
+        // (which is authenticated) and never open with software material.
+        let p11 = WrappedKey::from_gcm_parts(
+            Algorithm::Pkcs11Aes256Gcm,
+            "k1",
+            2,
+            nonce,
+            &body,
+            tag.into(),
+        )
+        .unwrap();
+        let mut out = [0u8; 64];
+        assert_eq!(
+            p11.open(&mk, &ctx, &mut out),
+            Err(Error::UnsupportedAlgorithm(2))
+        );
+        let mut p11_blob = [0u8; MAX_BLOB];
+        let pn = p11.encode(&mut p11_blob).unwrap();
+        assert_eq!(pn, n);
+        assert_eq!(p11_blob[5], 2);
+        assert_eq!(WrappedKey::parse(&p11_blob[..pn]).unwrap(), p11);
+        // Opaque: key id and the service's bytes, nothing else.
+        let aws = WrappedKey::from_opaque(Algorithm::AwsKms, "alias/x", b"\x01\x02\x03").unwrap();
+        let mut ob = [0u8; 64];
+        let on = aws.encode(&mut ob).unwrap();
+        assert_eq!(on, opaque_blob_len(7, 3));
+        assert_eq!(
+            &ob[..on],
+            b"EVWK\x01\x03\x00\x00\x07alias/x\x03\x00\x01\x02\x03"
+        );
+        let back = WrappedKey::parse(&ob[..on]).unwrap();
+        assert_eq!(
+            (back.algorithm(), back.key_id(), back.ciphertext()),
+            (Algorithm::AwsKms, "alias/x", &b"\x01\x02\x03"[..])
+        );
+        assert_eq!(back.secret_len(), None);
+        assert_eq!(
+            back.open(&mk, &ctx, &mut out),
+            Err(Error::UnsupportedAlgorithm(3))
+        );
+        assert_eq!(
+            back.associated_data(&ctx, &mut aad),
+            Err(Error::UnsupportedAlgorithm(3))
+        );
+        for len in 0..on {
+            assert!(WrappedKey::parse(&ob[..len]).is_err());
+        }
+        // Constructors keep the framing rules.
+        assert!(WrappedKey::from_opaque(Algorithm::Aes256Gcm, "k", b"x").is_err());
+        assert!(WrappedKey::from_opaque(Algorithm::AwsKms, "k", b"").is_err());
+        assert!(WrappedKey::from_opaque(Algorithm::AwsKms, "bad id", b"x").is_err());
+        assert!(
+            WrappedKey::from_gcm_parts(Algorithm::AwsKms, "k", 0, nonce, b"x", [0; 16]).is_err()
+        );
+        let mut unknown = ob;
+        unknown[5] = 4;
+        assert_eq!(
+            WrappedKey::parse(&unknown[..on]),
+            Err(Error::UnsupportedAlgorithm(4))
+        );
     }
 
     #[test]

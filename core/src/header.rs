@@ -335,7 +335,10 @@ impl<'a> Header<'a> {
 
     fn check_blob(&self) -> Result<(), HeaderError> {
         let w = WrappedKey::parse(self.blob).map_err(|_| HeaderError::Malformed("wrapped key"))?;
-        if w.secret_len() != self.params.suite.key_size().key_len() {
+        // Opaque blobs (AWS KMS) do not say; attach checks the unwrapped key.
+        if w.secret_len()
+            .is_some_and(|n| n != self.params.suite.key_size().key_len())
+        {
             return Err(HeaderError::Malformed("wrapped key"));
         }
         Ok(())
@@ -581,7 +584,8 @@ pub fn pick<'a>(a: &'a [u8], b: &'a [u8]) -> Result<Pick<'a>, HeaderError> {
     }
 }
 
-/// Maximum blob a header can carry for a data key.
+/// Largest blob envol's own AES-GCM formats make for a data key. Opaque
+/// blobs (AWS KMS) are larger; a header takes any blob that fits its slot.
 pub const MAX_HEADER_BLOB: usize = envelope::blob_len(envelope::MAX_KEY_ID, 64);
 
 #[cfg(test)]

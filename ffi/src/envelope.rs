@@ -127,7 +127,7 @@ pub unsafe extern "C" fn envol_envelope_open(
         // SAFETY: as above.
         let context = try_status!(unsafe { in_context(ctx, ctx_len) });
         let w = try_status!(WrappedKey::parse(blob).map_err(map));
-        if w.secret_len() > out_cap {
+        if w.secret_len().is_some_and(|n| n > out_cap) {
             return envol_status::ENVOL_ERR_BUFFER_TOO_SMALL;
         }
         let mut secret = [0u8; envelope::MAX_SECRET];

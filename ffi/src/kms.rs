@@ -1588,7 +1588,7 @@ mod local {
         check_span(dek_out as usize, dek_cap)?;
         // Refuse a short buffer before the service unwraps anything.
         if let Ok(w) = WrappedKey::parse(blob)
-            && w.secret_len() > dek_cap
+            && w.secret_len().is_some_and(|n| n > dek_cap)
         {
             return Err(envol_status::ENVOL_ERR_BUFFER_TOO_SMALL);
         }
@@ -1675,7 +1675,8 @@ mod local {
         check_span(blob_out as usize, blob_cap)?;
         // Refuse a short buffer before the service re-wraps anything.
         if let Ok(w) = WrappedKey::parse(blob)
-            && blob_cap < envelope::blob_len(dest.len(), w.secret_len())
+            && w.secret_len()
+                .is_some_and(|n| blob_cap < envelope::blob_len(dest.len(), n))
         {
             return Err(envol_status::ENVOL_ERR_BUFFER_TOO_SMALL);
         }

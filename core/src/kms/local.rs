@@ -679,8 +679,13 @@ impl LocalKms {
         })
     }
 
+    /// Parses a blob this service can open: envol's own AES-256-GCM. A blob
+    /// from another kind of key service is invalid ciphertext here.
     fn parse_blob(blob: &[u8]) -> Result<WrappedKey<'_>, KmsError> {
-        WrappedKey::parse(blob).map_err(|_| KmsError::InvalidCiphertext)
+        WrappedKey::parse(blob)
+            .ok()
+            .filter(|w| w.algorithm() == envelope::Algorithm::Aes256Gcm)
+            .ok_or(KmsError::InvalidCiphertext)
     }
 
     /// The key id named by a blob, for audit records ("" if unparsable).
@@ -751,7 +756,7 @@ impl Kms for LocalKms {
             let w = Self::parse_blob(blob)?;
             let e = s.authorize(principal, w.key_id(), Action::Decrypt, context)?;
             Self::usable(e)?;
-            if !matches!(w.secret_len(), 32 | 64) {
+            if !matches!(w.secret_len(), Some(32 | 64)) {
                 return Err(KmsError::InvalidCiphertext);
             }
             let mut buf = [0u8; 64];
