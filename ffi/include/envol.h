@@ -11,7 +11,8 @@
  * sizeof(envol_volume) at start-up); block devices and key services plug in
  * as callback tables (envol_block_device, envol_kms_callbacks); the
  * reference key service is an opaque heap handle (envol_local_kms, hosted
- * builds, one thread at a time);
+ * builds, one thread at a time), and so are AWS KMS and PKCS#11 HSMs
+ * (envol_remote_kms, hosted builds with the `remote` cargo feature);
  * pointers are checked for NULL; strings are NUL-terminated UTF-8; lengths
  * are size_t, sectors uint64_t. Compiles as C99 and C++, hosted or
  * -ffreestanding.
@@ -256,6 +257,14 @@ typedef enum envol_cipher {
 // thread at a time (calls on different handles may run in parallel).
 typedef struct envol_local_kms envol_local_kms;
 
+// AWS KMS or a PKCS#11 token as an opaque handle (hosted builds with the
+// `remote` feature). Create with `envol_aws_kms_new` or
+// `envol_pkcs11_kms_new`, optionally add a cache with
+// `envol_remote_kms_enable_cache`, get its callback table with
+// `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. One
+// thread at a time per handle.
+typedef struct envol_remote_kms envol_remote_kms;
+
 // A caller-allocated XTS context (`ENVOL_XTS_SIZE` bytes, 64-byte aligned).
 //
 // Initialise with `envol_xts_init`, wipe with `envol_xts_wipe`. The bytes
@@ -395,6 +404,30 @@ typedef struct envol_volume_params {
   // `vol-<32 hex digits>`).
   uint8_t volume_id[16];
 } envol_volume_params;
+
+// Settings for `envol_aws_kms_new`. Every field may be NULL (or 0): it is
+// then taken from the environment and the shared AWS files exactly as the
+// AWS tools do (`AWS_ENDPOINT_URL_KMS`/`AWS_ENDPOINT_URL`, `AWS_REGION`/
+// `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+// `AWS_SESSION_TOKEN`, `AWS_PROFILE`, `~/.aws/credentials`,
+// `~/.aws/config`); without an endpoint, `https://kms.<region>.amazonaws.com`.
+typedef struct envol_aws_config {
+  // Endpoint URL, e.g. `http://127.0.0.1:5000` for a compatible service.
+  const char *endpoint;
+  // Region signed into requests.
+  const char *region;
+  // Access key id.
+  const char *access_key_id;
+  // Secret access key (copied into zeroizing memory).
+  const char *secret_access_key;
+  // Session token of temporary credentials.
+  const char *session_token;
+  // Timeout of one attempt in milliseconds (0: 5000).
+  uint32_t timeout_ms;
+  // Attempts per call, retries of throttling and transient errors
+  // included (0: 4).
+  uint32_t max_attempts;
+} envol_aws_config;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1236,6 +1269,85 @@ enum envol_status envol_envelope_open(const uint8_t master_key[32],
                                       uint8_t *out,
                                       size_t out_cap,
                                       size_t *out_len);
+
+// Connects to AWS KMS (or a compatible endpoint) with `cfg` (NULL: all
+// from the environment) and stores the handle in `*out`. Nothing is sent
+// until the first call. Missing region or credentials, or an endpoint that
+// is not an http(s) URL, is `ENVOL_ERR_INVALID_ARGUMENT`.
+//
+// Every call has the configured timeout; throttling, 5xx answers and
+// transport errors are retried with jittered exponential backoff within the
+// attempt count and 10 s in all, then reported as
+// `ENVOL_ERR_KMS_UNAVAILABLE`. AWS errors map onto statuses:
+// AccessDenied (and bad or expired credentials) → `ENVOL_ERR_ACCESS_DENIED`,
+// NotFound → `ENVOL_ERR_KEY_NOT_FOUND`, Disabled →
+// `ENVOL_ERR_KEY_DISABLED`, KMSInvalidState →
+// `ENVOL_ERR_KEY_PENDING_DELETION`, InvalidCiphertext/IncorrectKey →
+// `ENVOL_ERR_INVALID_CIPHERTEXT`. AWS authorises the credentials' IAM
+// identity; the `principal` argument of the callbacks is not sent.
+//
+// # Safety
+// `cfg` NULL or readable, its strings NULL or NUL-terminated; `out` NULL
+// or writable.
+enum envol_status envol_aws_kms_new(const struct envol_aws_config *cfg,
+                                    struct envol_remote_kms **out);
+
+// Opens the PKCS#11 token labelled `token_label` through the module at
+// `module_path` (NULL: `$ENVOL_PKCS11_MODULE`, else SoftHSM2's
+// `/usr/lib/softhsm/libsofthsm2.so`), logs in as the user with `user_pin`,
+// and stores the handle in `*out`. Master keys are AES-256 objects inside
+// the token (sensitive, never extractable), named by their label; data
+// keys are wrapped with AES-GCM inside the token, the encryption context
+// as associated data. A wrong PIN is `ENVOL_ERR_ACCESS_DENIED`, an unknown
+// token `ENVOL_ERR_KEY_NOT_FOUND`, a module that does not load
+// `ENVOL_ERR_KMS_UNAVAILABLE`.
+//
+// # Safety
+// Strings NULL or NUL-terminated; `out` NULL or writable.
+enum envol_status envol_pkcs11_kms_new(const char *module_path,
+                                       const char *token_label,
+                                       const char *user_pin,
+                                       struct envol_remote_kms **out);
+
+// Creates master key `key_id` inside the handle's PKCS#11 token (AES-256,
+// sensitive, non-extractable). An existing key is
+// `ENVOL_ERR_INVALID_ARGUMENT`; a handle that is not a PKCS#11 one too.
+//
+// # Safety
+// `kms` NULL or a live handle; `key_id` NULL or NUL-terminated.
+enum envol_status envol_pkcs11_kms_create_key(struct envol_remote_kms *kms, const char *key_id);
+
+// Puts a bounded cache of unwrapped data keys in front of the handle's
+// service: an attach of a volume whose key the same principal unwrapped
+// less than `max_age_ms` ago, and fewer than `max_uses` times, is answered
+// from memory; at most `max_entries` keys (1..=65536) are held, the least
+// recently used evicted first; keys are wiped on expiry, eviction and when
+// the handle is freed. Generating keys and re-wrapping always reach the
+// service. A zero or out-of-range limit is `ENVOL_ERR_INVALID_ARGUMENT`;
+// enabling it again replaces the cache (wiping it).
+//
+// # Safety
+// `kms` NULL or a live handle.
+enum envol_status envol_remote_kms_enable_cache(struct envol_remote_kms *kms,
+                                                uint64_t max_age_ms,
+                                                uint64_t max_uses,
+                                                size_t max_entries);
+
+// Fills `*out` with a callback table whose functions call this handle's
+// service (`user` is the handle), for `envol_volume_create`/`_open` and
+// `envol_xts_init_from_blob`. Valid while the handle lives.
+//
+// # Safety
+// `kms` NULL or a live handle; `out` NULL or writable.
+enum envol_status envol_remote_kms_callbacks(struct envol_remote_kms *kms,
+                                             struct envol_kms_callbacks *out);
+
+// Frees a handle (closing the session or connection, wiping cached keys).
+// NULL is accepted and ignored.
+//
+// # Safety
+// `kms` NULL or a handle from this module not freed before, not used after.
+void envol_remote_kms_free(struct envol_remote_kms *kms);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1473,7 +1473,7 @@ mod local {
     ///
     /// # Safety
     /// As for [`envol_local_kms_generate_data_key`], without `kms`.
-    unsafe fn generate_data_key(
+    pub(crate) unsafe fn generate_data_key(
         service: &mut dyn Kms,
         principal: *const c_char,
         key_id: *const c_char,
@@ -1565,7 +1565,7 @@ mod local {
     ///
     /// # Safety
     /// As for [`envol_local_kms_decrypt_data_key`], without `kms`.
-    unsafe fn decrypt_data_key(
+    pub(crate) unsafe fn decrypt_data_key(
         service: &mut dyn Kms,
         principal: *const c_char,
         blob: *const u8,
@@ -1645,7 +1645,7 @@ mod local {
     ///
     /// # Safety
     /// As for [`envol_local_kms_re_encrypt`], without `kms`.
-    unsafe fn re_encrypt(
+    pub(crate) unsafe fn re_encrypt(
         service: &mut dyn Kms,
         principal: *const c_char,
         blob: *const u8,

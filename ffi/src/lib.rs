@@ -33,6 +33,11 @@ pub use envelope::*;
 pub use kms::*;
 pub use volume::*;
 pub use xts::*;
+/// AWS KMS and PKCS#11 key services (hosted builds, feature `remote`).
+#[cfg(feature = "remote")]
+mod remote;
+#[cfg(feature = "remote")]
+pub use remote::*;
 
 use core::ffi::c_char;
 

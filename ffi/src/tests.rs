@@ -958,3 +958,155 @@ mod volume_abi {
         assert_eq!(bare.write_at(0, b"x"), Err(IoError(5)));
     }
 }
+
+/// Whether a missing service may be skipped (a developer's machine) or must
+/// fail the test (CI).
+fn service_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// `ffi/examples/remote_kms.c` against a library built with the `remote`
+/// feature: the volume lifecycle with master keys in AWS KMS (moto at
+/// `ENVOL_MOTO_ENDPOINT`, which `.ci/run` starts) and inside a SoftHSM2
+/// token this test initialises, each behind the data-key cache.
+#[test]
+fn remote_kms_example_runs_on_moto_and_softhsm() {
+    let moto = std::env::var("ENVOL_MOTO_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    let module = "/usr/lib/softhsm/libsofthsm2.so";
+    let hsm = Path::new(module).is_file();
+    if (moto.is_none() || !hsm) && !service_required() {
+        eprintln!(
+            "skipped in part: moto endpoint {moto:?}, SoftHSM2 {hsm} (set ENVOL_MOTO_ENDPOINT, apt-get install softhsm2)"
+        );
+    }
+    assert!(
+        !service_required() || (moto.is_some() && hsm),
+        "CI needs ENVOL_MOTO_ENDPOINT (moto) and SoftHSM2"
+    );
+    if moto.is_none() && !hsm {
+        return;
+    }
+    let ws = workspace_dir();
+    let out_dir = ws.join("target").join("ctest-remote");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&ws)
+        .env("CARGO_TARGET_DIR", &out_dir)
+        .env_remove("CARGO_BUILD_TARGET")
+        .args([
+            "build",
+            "-p",
+            "envol-ffi",
+            "--release",
+            "--features",
+            "remote",
+        ]);
+    run(
+        &mut build,
+        "nested `cargo build -p envol-ffi --release --features remote`",
+    );
+    let lib = out_dir.join("release").join("libenvol.a");
+    let exe = out_dir.join("remote_kms");
+    compile_c(
+        &crate_dir().join("examples").join("remote_kms.c"),
+        &lib,
+        &exe,
+        &[],
+        "remote_kms.c build",
+    );
+    let finished = |stdout: &str, what: &str| {
+        println!("--- {what}\n{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .last()
+                .is_some_and(|l| l == "done: every step behaved as expected"),
+            "{what}: did not end with `done: every step behaved as expected`"
+        );
+    };
+
+    if let Some(endpoint) = moto {
+        let mut admin = envol_kms::aws::AwsKms::new(envol_kms::aws::AwsConfig {
+            endpoint: endpoint.clone(),
+            region: "us-east-1".into(),
+            credentials: envol_kms::aws::AwsCredentials {
+                access_key_id: "testing".into(),
+                secret_access_key: zeroize::Zeroizing::new("testing".into()),
+                session_token: None,
+            },
+            timeout: std::time::Duration::from_secs(5),
+            connect_timeout: std::time::Duration::from_secs(2),
+            retry: envol_kms::aws::RetryPolicy::default(),
+        })
+        .unwrap();
+        let mut key = || {
+            let k = admin
+                .call(
+                    "CreateKey",
+                    &serde_json::json!({"Description": "envol C example"}),
+                )
+                .unwrap();
+            k["KeyMetadata"]["KeyId"].as_str().unwrap().to_string()
+        };
+        let (a, b) = (key(), key());
+        let mut cmd = Command::new(&exe);
+        cmd.env("ENVOL_KMS", "aws")
+            .env("AWS_ENDPOINT_URL_KMS", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("ENVOL_KEY_ID", &a)
+            .env("ENVOL_KEY_ID_2", &b);
+        let out = run(&mut cmd, "remote_kms on AWS KMS (moto)");
+        finished(
+            &String::from_utf8_lossy(&out.stdout),
+            "remote_kms on AWS KMS (moto)",
+        );
+    }
+
+    if hsm {
+        let dir = out_dir.join(format!("softhsm-{}", std::process::id()));
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let mut init = Command::new("softhsm2-util");
+        init.env("SOFTHSM2_CONF", &conf).args([
+            "--init-token",
+            "--free",
+            "--label",
+            "envol-c",
+            "--so-pin",
+            "12345678",
+            "--pin",
+            "1234",
+        ]);
+        run(&mut init, "softhsm2-util --init-token");
+        let mut cmd = Command::new(&exe);
+        cmd.env("SOFTHSM2_CONF", &conf)
+            .env("ENVOL_KMS", "pkcs11")
+            .env("ENVOL_PKCS11_MODULE", module)
+            .env("ENVOL_PKCS11_TOKEN", "envol-c")
+            .env("ENVOL_PKCS11_PIN", "1234")
+            .env("ENVOL_CREATE_KEYS", "1")
+            .env("ENVOL_KEY_ID", "disk-key")
+            .env("ENVOL_KEY_ID_2", "disk-key-2");
+        let out = run(&mut cmd, "remote_kms on a PKCS#11 token (SoftHSM2)");
+        finished(
+            &String::from_utf8_lossy(&out.stdout),
+            "remote_kms on a PKCS#11 token (SoftHSM2)",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -144,7 +144,16 @@ impl AwsConfig {
     /// `https://kms.<region>.amazonaws.com`. Every field can be overridden
     /// afterwards.
     pub fn from_env() -> Result<AwsConfig, ConfigError> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self::from_env_with(&|_| None)
+    }
+
+    /// [`AwsConfig::from_env`] where `overrides` answers first for any
+    /// variable name it knows (the C ABI passes its arguments this way).
+    pub fn from_env_with(
+        overrides: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AwsConfig, ConfigError> {
+        let env =
+            |k: &str| overrides(k).or_else(|| std::env::var(k).ok().filter(|v| !v.is_empty()));
         let home = env("HOME").unwrap_or_default();
         let creds_path = env("AWS_SHARED_CREDENTIALS_FILE")
             .unwrap_or_else(|| format!("{home}/.aws/credentials"));

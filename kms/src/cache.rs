@@ -172,6 +172,12 @@ impl<K: Kms, C: CacheClock> CachingKms<K, C> {
         &mut self.inner
     }
 
+    /// Wipes every cached key and gives the service back.
+    pub fn into_inner(mut self) -> K {
+        self.entries.clear();
+        self.inner
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> CacheLimits {
         self.limits

@@ -123,6 +123,81 @@ pub trait Kms {
     ) -> Result<usize, KmsError>;
 }
 
+/// A boxed service is a service (for handles that hold one of several).
+#[cfg(feature = "alloc")]
+impl<K: Kms + ?Sized> Kms for alloc::boxed::Box<K> {
+    fn generate_data_key(
+        &mut self,
+        principal: &str,
+        key_id: &str,
+        size: KeySize,
+        context: &Context<'_>,
+        blob_out: &mut [u8],
+    ) -> Result<(DataKey, usize), KmsError> {
+        (**self).generate_data_key(principal, key_id, size, context, blob_out)
+    }
+
+    fn generate_data_key_without_plaintext(
+        &mut self,
+        principal: &str,
+        key_id: &str,
+        size: KeySize,
+        context: &Context<'_>,
+        blob_out: &mut [u8],
+    ) -> Result<usize, KmsError> {
+        (**self).generate_data_key_without_plaintext(principal, key_id, size, context, blob_out)
+    }
+
+    fn decrypt_data_key(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        context: &Context<'_>,
+    ) -> Result<DataKey, KmsError> {
+        (**self).decrypt_data_key(principal, blob, context)
+    }
+
+    fn re_encrypt(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        source_context: &Context<'_>,
+        dest_key_id: &str,
+        dest_context: &Context<'_>,
+        blob_out: &mut [u8],
+    ) -> Result<usize, KmsError> {
+        (**self).re_encrypt(
+            principal,
+            blob,
+            source_context,
+            dest_key_id,
+            dest_context,
+            blob_out,
+        )
+    }
+
+    fn encrypt(
+        &mut self,
+        principal: &str,
+        key_id: &str,
+        context: &Context<'_>,
+        plaintext: &[u8],
+        blob_out: &mut [u8],
+    ) -> Result<usize, KmsError> {
+        (**self).encrypt(principal, key_id, context, plaintext, blob_out)
+    }
+
+    fn decrypt(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        context: &Context<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, KmsError> {
+        (**self).decrypt(principal, blob, context, out)
+    }
+}
+
 #[cfg(feature = "alloc")]
 pub mod audit;
 #[cfg(feature = "alloc")]
