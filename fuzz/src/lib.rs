@@ -18,6 +18,9 @@ use envol::kms::{Clock, Kms, LocalKms};
 use envol::volume::{MemDevice, Volume};
 use envol::xts::{Backend, Xts};
 
+mod ffi_calls;
+pub use ffi_calls::{ffi_calls, seed_inputs as ffi_calls_seeds};
+
 /// Any bytes as one header copy: a typed error or a header that re-encodes
 /// to the same bytes.
 pub fn header_parse(data: &[u8]) {
@@ -342,7 +345,8 @@ pub fn volume_attach(data: &[u8]) {
 }
 
 /// Small valid inputs per target, for the committed seed corpora
-/// (`cargo test -- --ignored write_seeds` rewrites them).
+/// (`cargo test -- --ignored write_seeds` rewrites them; `ffi_calls` has
+/// its own, [`ffi_calls_seeds`]).
 pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let (raw, store) = base_volume();
     let slot = raw[..SLOT_SIZE].to_vec();
@@ -365,7 +369,11 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
         ("header_parse", "slot", slot.clone()),
         ("header_parse", "two-slots", raw[..2 * SLOT_SIZE].to_vec()),
-        ("header_parse_fixed", "slot", slot[..h.encoded_len()].to_vec()),
+        (
+            "header_parse_fixed",
+            "slot",
+            slot[..h.encoded_len()].to_vec(),
+        ),
         ("blob_parse", "blob", blob),
         ("context_encode", "context", enc),
         ("policy_parse", "policy", policy),
@@ -373,6 +381,10 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("audit_verify", "log", log),
         ("xts_diff", "bytes", (0u8..=255).collect()),
         ("volume_attach", "fix-sequence", vec![1, 16, 0, 9]),
-        ("volume_attach", "edit-sector-size", vec![1, 28, 0, 0, 29, 0, 2]),
+        (
+            "volume_attach",
+            "edit-sector-size",
+            vec![1, 28, 0, 0, 29, 0, 2],
+        ),
     ]
 }

@@ -49,14 +49,18 @@ targets!(
     sealed_store,
     audit_verify,
     xts_diff,
-    volume_attach
+    volume_attach,
+    ffi_calls
 );
 
 #[test]
 #[ignore = "rewrites the committed seed corpora"]
 fn write_seeds() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, name, bytes) in envol_fuzz::seeds() {
+    let ffi = envol_fuzz::ffi_calls_seeds()
+        .into_iter()
+        .map(|(name, bytes, _)| ("ffi_calls", name, bytes));
+    for (target, name, bytes) in envol_fuzz::seeds().into_iter().chain(ffi) {
         let d = root.join(target);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(format!("seed-{name}")), bytes).unwrap();
