@@ -454,16 +454,14 @@ impl Xts {
                 sector = sector.wrapping_add(1);
             }
             self.engine.encrypt_tweaks(&mut tweaks[..n]);
-            for t in tweaks[..n].iter_mut() {
-                let off = done * sector_size;
-                // SAFETY: sector `done` lies inside the `count * sector_size`
-                // bytes the caller vouched for.
-                unsafe {
-                    self.engine
-                        .blocks(dir, t, src.add(off), dst.add(off), blocks)
-                };
-                done += 1;
-            }
+            let off = done * sector_size;
+            // SAFETY: sectors `done .. done + n` lie inside the
+            // `count * sector_size` bytes the caller vouched for.
+            unsafe {
+                self.engine
+                    .sectors(dir, &mut tweaks[..n], src.add(off), dst.add(off), blocks)
+            };
+            done += n;
         }
         tweaks.zeroize();
         Ok(())

@@ -187,7 +187,25 @@ mod self_test {
                     ok &= a == c && t1 == t2;
                 }
             }
-            let mut t1 = [[0u8; 16]; 9];
+            // Fused multi-sector runs: 3 sectors of 32 blocks, tweaks with
+            // their top bits set so every first-tweak reduction is taken.
+            let mut run = [0u8; 16 * 96];
+            for (d, i) in run.iter_mut().zip((0u8..=255).cycle()) {
+                *d = i.wrapping_mul(13) ^ 0xa3;
+            }
+            for dir in [Dir::Encrypt, Dir::Decrypt] {
+                let mut tw1 = [[0xffu8; 16], [0x80u8; 16], [0x3cu8; 16]];
+                let mut tw2 = tw1;
+                let mut a = run;
+                let mut c = run;
+                // SAFETY: both buffers hold 3 sectors of 32 blocks; in place.
+                unsafe {
+                    hw.sectors(dir, &mut tw1, a.as_ptr(), a.as_mut_ptr(), 32);
+                    soft.sectors(dir, &mut tw2, c.as_ptr(), c.as_mut_ptr(), 32);
+                }
+                ok &= a == c;
+            }
+            let mut t1 = [[0u8; 16]; 19];
             for (t, i) in t1.iter_mut().zip(0u8..) {
                 t[0] = i;
                 t[8] = 0xff;
@@ -372,9 +390,10 @@ impl Engine {
             Engine::Soft(k) => k.encrypt_tweaks(tweaks),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the variant exists only if AES-NI was detected.
-            Engine::Aesni(k) | Engine::Vaes256(k) | Engine::Vaes512(k) => unsafe {
-                aesni::encrypt_tweaks(k, tweaks)
-            },
+            Engine::Aesni(k) | Engine::Vaes512(k) => unsafe { aesni::encrypt_tweaks(k, tweaks) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the variant exists only if VAES and AVX2 were detected.
+            Engine::Vaes256(k) => unsafe { vaes::encrypt_tweaks256(k, tweaks) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: the variant exists only if AES was detected.
             Engine::Armv8(k) => unsafe { armv8::encrypt_tweaks(k, tweaks) },
@@ -415,6 +434,38 @@ impl Engine {
             #[cfg(target_arch = "aarch64")]
             // SAFETY: see above.
             Engine::Armv8(k) => unsafe { armv8::blocks(k, dir, t, src, dst, n) },
+        }
+    }
+
+    /// XTS over a run of whole sectors of `blocks` blocks each, `tweaks[s]`
+    /// holding sector `s`'s encrypted tweak (clobbered). Kernels with a
+    /// fused multi-sector path take the whole run in one call.
+    ///
+    /// # Safety
+    /// `src` must be valid for `16 * blocks * tweaks.len()` reads and `dst`
+    /// for as many writes; the two ranges are the same or disjoint.
+    pub(crate) unsafe fn sectors(
+        &self,
+        dir: Dir,
+        tweaks: &mut [[u8; 16]],
+        src: *const u8,
+        dst: *mut u8,
+        blocks: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if let Engine::Vaes256(k) = self
+            && blocks > 0
+            && blocks.is_multiple_of(16)
+        {
+            // SAFETY: the variant exists only after VAES/AVX2/VPCLMULQDQ
+            // were detected; the pointer contract is the caller's.
+            unsafe { vaes::sectors256(k, dir, tweaks, src, dst, blocks) };
+            return;
+        }
+        let bytes = 16 * blocks;
+        for (i, t) in tweaks.iter_mut().enumerate() {
+            // SAFETY: sector `i` lies inside the run the caller vouched for.
+            unsafe { self.blocks(dir, t, src.add(i * bytes), dst.add(i * bytes), blocks) };
         }
     }
 

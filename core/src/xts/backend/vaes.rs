@@ -118,6 +118,84 @@ fn last256<const DEC: bool>(x: __m256i, k: __m256i) -> __m256i {
     }
 }
 
+/// Multiplies each 128-bit lane by x^16: a two-byte shift, the 16 bits
+/// shifted out reduced with one carry-less multiply by 0x87 (4 operations,
+/// none on a shift-and-carry chain).
+#[inline]
+#[target_feature(enable = "avx2,vpclmulqdq")]
+fn mul_x16_256(t: __m256i) -> __m256i {
+    let out = _mm256_bsrli_epi128::<14>(t);
+    let reduced = _mm256_clmulepi64_epi128::<0x00>(out, _mm256_set_epi64x(0, 0x87, 0, 0x87));
+    _mm256_xor_si256(_mm256_bslli_epi128::<2>(t), reduced)
+}
+
+/// The eight tweak registers of a fresh run: blocks 0 and 1 in register 0
+/// and register j = register 0 times x^(2j), each computed from register 0
+/// on its own so that no chain of doublings delays the first round.
+#[inline]
+#[target_feature(enable = "avx2,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+fn first_tweaks256(t0: __m128i) -> [__m256i; 8] {
+    let p = _mm256_set_m128i(mul_x(t0), t0);
+    [
+        p,
+        mul_xk256::<2, 62>(p),
+        mul_xk256::<4, 60>(p),
+        mul_xk256::<6, 58>(p),
+        mul_xk256::<8, 56>(p),
+        mul_xk256::<10, 54>(p),
+        mul_xk256::<12, 52>(p),
+        mul_xk256::<14, 50>(p),
+    ]
+}
+
+/// Sixteen blocks at `src`/`dst` with the tweaks in `tw`, which advance by
+/// sixteen blocks if `ADVANCE` (not after a sector's last chunk).
+///
+/// # Safety
+/// The CPU must have the features below; `src` valid for 256 reads, `dst`
+/// for 256 writes, the same or disjoint.
+#[inline]
+#[target_feature(enable = "avx2,vaes,vpclmulqdq")]
+unsafe fn chunk256<const NR: usize, const DEC: bool, const ADVANCE: bool>(
+    rk: &[__m256i; 15],
+    tw: &mut [__m256i; 8],
+    src: *const u8,
+    dst: *mut u8,
+) {
+    let mut s = [_mm256_setzero_si256(); 8];
+    for j in 0..8 {
+        // SAFETY: blocks `2j`, `2j + 1` lie inside the source.
+        let x = unsafe { _mm256_loadu_si256(src.add(32 * j).cast()) };
+        s[j] = _mm256_xor_si256(x, _mm256_xor_si256(tw[j], rk[0]));
+    }
+    for k in &rk[1..NR] {
+        if DEC {
+            round_x8!("vaesdec", ymm_reg, s, *k);
+        } else {
+            round_x8!("vaesenc", ymm_reg, s, *k);
+        }
+    }
+    for j in 0..8 {
+        let out = last256::<DEC>(s[j], _mm256_xor_si256(rk[NR], tw[j]));
+        // SAFETY: inside the destination; the source was read above.
+        unsafe { _mm256_storeu_si256(dst.add(32 * j).cast(), out) };
+        if ADVANCE {
+            tw[j] = mul_x16_256(tw[j]);
+        }
+    }
+}
+
+/// Round keys broadcast to both lanes.
+#[inline]
+#[target_feature(enable = "avx2,aes,sse4.1")]
+fn broadcast_keys<const NR: usize>(rk1: &[__m128i; 15]) -> [__m256i; 15] {
+    let mut rk = [_mm256_setzero_si256(); 15];
+    for (w, k) in rk.iter_mut().zip(rk1.iter()).take(NR + 1) {
+        *w = _mm256_broadcastsi128_si256(*k);
+    }
+    rk
+}
+
 /// XTS over `n` blocks with 256-bit VAES; see `Engine::blocks`.
 ///
 /// # Safety
@@ -154,37 +232,14 @@ unsafe fn kernel256<const NR: usize, const DEC: bool>(
     n: usize,
 ) {
     let rk1 = load_keys::<NR>(keys);
-    let mut rk = [_mm256_setzero_si256(); 15];
-    for (w, k) in rk.iter_mut().zip(rk1.iter()).take(NR + 1) {
-        *w = _mm256_broadcastsi128_si256(*k);
-    }
+    let rk = broadcast_keys::<NR>(&rk1);
     // SAFETY: `t` is 16 readable bytes.
     let t0 = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
-    let mut tw = [_mm256_set_m128i(mul_x(t0), t0); 8];
-    for j in 1..8 {
-        tw[j] = mul_xk256::<2, 62>(tw[j - 1]);
-    }
+    let mut tw = first_tweaks256(t0);
     let mut i = 0;
     while n - i >= 16 {
-        let mut s = [_mm256_setzero_si256(); 8];
-        for j in 0..8 {
-            // SAFETY: blocks `i + 2j`, `i + 2j + 1` lie inside the source.
-            let x = unsafe { _mm256_loadu_si256(src.add(16 * (i + 2 * j)).cast()) };
-            s[j] = _mm256_xor_si256(x, _mm256_xor_si256(tw[j], rk[0]));
-        }
-        for k in &rk[1..NR] {
-            if DEC {
-                round_x8!("vaesdec", ymm_reg, s, *k);
-            } else {
-                round_x8!("vaesenc", ymm_reg, s, *k);
-            }
-        }
-        for j in 0..8 {
-            let out = last256::<DEC>(s[j], _mm256_xor_si256(rk[NR], tw[j]));
-            // SAFETY: inside the destination; the source was read above.
-            unsafe { _mm256_storeu_si256(dst.add(16 * (i + 2 * j)).cast(), out) };
-            tw[j] = mul_xk256::<16, 48>(tw[j]);
-        }
+        // SAFETY: blocks `i .. i + 16` lie inside source and destination.
+        unsafe { chunk256::<NR, DEC, true>(&rk, &mut tw, src.add(16 * i), dst.add(16 * i)) };
         i += 16;
     }
     let mut pair = tw[0];
@@ -213,6 +268,110 @@ unsafe fn kernel256<const NR: usize, const DEC: bool>(
     }
     // SAFETY: `t` is 16 writable bytes.
     unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), cur) };
+}
+
+/// XTS over a run of whole sectors with 256-bit VAES, `tweaks[s]` being the
+/// encrypted tweak of sector `s` and every sector `blocks` blocks long (a
+/// non-zero multiple of 16). One flat loop over 16-block chunks: the keys
+/// are broadcast once, and a sector's first tweaks depend only on its own
+/// encrypted tweak, so they are computed while the previous sector's last
+/// chunk is still in the AES units.
+///
+/// # Safety
+/// As for [`blocks256`], with `tweaks.len() * blocks` blocks at `src` and
+/// `dst`.
+#[target_feature(enable = "avx2,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+pub(crate) unsafe fn sectors256(
+    k: &HwKeys,
+    dir: Dir,
+    tweaks: &[[u8; 16]],
+    src: *const u8,
+    dst: *mut u8,
+    blocks: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (k.rounds, dir) {
+            (14, Dir::Encrypt) => ksectors256::<14, false>(&k.ek1, tweaks, src, dst, blocks),
+            (14, Dir::Decrypt) => ksectors256::<14, true>(&k.dk1, tweaks, src, dst, blocks),
+            (_, Dir::Encrypt) => ksectors256::<10, false>(&k.ek1, tweaks, src, dst, blocks),
+            (_, Dir::Decrypt) => ksectors256::<10, true>(&k.dk1, tweaks, src, dst, blocks),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`sectors256`].
+#[target_feature(enable = "avx2,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+unsafe fn ksectors256<const NR: usize, const DEC: bool>(
+    keys: &[[u8; 16]; 15],
+    tweaks: &[[u8; 16]],
+    src: *const u8,
+    dst: *mut u8,
+    blocks: usize,
+) {
+    debug_assert!(blocks > 0 && blocks.is_multiple_of(16));
+    let rk = broadcast_keys::<NR>(&load_keys::<NR>(keys));
+    let mut off = 0usize;
+    for t in tweaks {
+        // SAFETY: `t` is 16 readable bytes.
+        let mut tw = first_tweaks256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) });
+        for _ in 1..blocks / 16 {
+            // SAFETY: the chunk lies inside the run the caller vouched for.
+            unsafe { chunk256::<NR, DEC, true>(&rk, &mut tw, src.add(off), dst.add(off)) };
+            off += 256;
+        }
+        // The sector's last chunk: its tweaks are not needed afterwards.
+        // SAFETY: as above.
+        unsafe { chunk256::<NR, DEC, false>(&rk, &mut tw, src.add(off), dst.add(off)) };
+        off += 256;
+    }
+}
+
+/// Encrypts each tweak in place with key2, sixteen at a time in eight
+/// 256-bit registers (a run of 512-byte sectors spends one AES round in
+/// sixteen on its tweaks; two per register halves that).
+///
+/// # Safety
+/// The CPU must have AVX2, VAES and AES-NI.
+#[target_feature(enable = "avx2,vaes,aes,sse4.1")]
+pub(crate) unsafe fn encrypt_tweaks256(k: &HwKeys, tweaks: &mut [[u8; 16]]) {
+    if k.rounds == 14 {
+        tweaks256::<14>(k, tweaks)
+    } else {
+        tweaks256::<10>(k, tweaks)
+    }
+}
+
+#[target_feature(enable = "avx2,vaes,aes,sse4.1")]
+fn tweaks256<const NR: usize>(k: &HwKeys, tweaks: &mut [[u8; 16]]) {
+    let rk1 = load_keys::<NR>(&k.ek2);
+    let rk = broadcast_keys::<NR>(&rk1);
+    let mut chunks = tweaks.chunks_exact_mut(16);
+    for chunk in &mut chunks {
+        let p = chunk.as_mut_ptr().cast::<u8>();
+        let mut s = [_mm256_setzero_si256(); 8];
+        for (j, s) in s.iter_mut().enumerate() {
+            // SAFETY: tweaks `2j`, `2j + 1` of the chunk: 32 readable bytes.
+            *s = _mm256_xor_si256(unsafe { _mm256_loadu_si256(p.add(32 * j).cast()) }, rk[0]);
+        }
+        for k in &rk[1..NR] {
+            round_x8!("vaesenc", ymm_reg, s, *k);
+        }
+        for (j, s) in s.iter().enumerate() {
+            let out = _mm256_aesenclast_epi128(*s, rk[NR]);
+            // SAFETY: as above, writable.
+            unsafe { _mm256_storeu_si256(p.add(32 * j).cast(), out) };
+        }
+    }
+    for t in chunks.into_remainder() {
+        // SAFETY: `t` is 16 readable and writable bytes.
+        unsafe {
+            let s = _mm_loadu_si128(t.as_ptr().cast());
+            let s = one_block::<NR, false>(&rk1, s, _mm_setzero_si128());
+            _mm_storeu_si128(t.as_mut_ptr().cast(), s);
+        }
+    }
 }
 
 /// Multiplies each 128-bit lane by x^K (0 < K < 57, R = 64 - K).
