@@ -3,6 +3,10 @@
 //! sizes, both directions, 512 B and 4 KiB sectors. Prints markdown.
 //!
 //!     cargo run --release -p envol-bench --bin compare [-- --quick]
+//!     cargo run --release -p envol-bench --bin compare -- --chart docs/throughput.svg
+//!
+//! `--chart FILE` instead sweeps XTS-AES-256 encryption over sector sizes
+//! 512 B .. 64 KiB for every implementation and draws the result as SVG.
 //!
 //! Every figure is the best of several samples taken in rotation, so slow
 //! phases of a noisy machine hit every implementation alike; read the ratios.
@@ -124,6 +128,11 @@ fn main() {
     #[cfg(feature = "openssl")]
     if args.iter().any(|a| a == "--child-aesni") {
         child_aesni(&cfg);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--chart") {
+        let path = args.get(i + 1).map_or("throughput.svg", String::as_str);
+        chart(&cfg, path);
         return;
     }
 
@@ -294,4 +303,145 @@ fn main() {
             r[1] / r[0]
         );
     }
+}
+
+/// Sector sizes of the chart.
+const CHART_SECTORS: [usize; 8] = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+
+/// XTS-AES-256 encryption of 64 KiB runs by sector size, every
+/// implementation side by side in one run; printed and drawn into `path`.
+fn chart(cfg: &Cfg, path: &str) {
+    let key = key_for(64);
+    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+    for &sector in &CHART_SECTORS {
+        let mut impls: Vec<Box<dyn Impl>> = Vec::new();
+        for e in envol_backends(&key) {
+            impls.push(Box::new(e));
+        }
+        #[cfg(feature = "openssl")]
+        impls.push(Box::new(envol_bench::ossl::OpenSsl::new(&key, "openssl")));
+        impls.push(Box::new(XtsMode::new(&key)));
+        let names: Vec<String> = impls.iter().map(|i| i.name()).collect();
+        let mut bufs: Vec<Vec<u8>> = impls.iter().map(|_| vec![0u8; RUN]).collect();
+        let mut fs: Vec<Box<dyn FnMut() + '_>> = Vec::new();
+        for (imp, buf) in impls.iter_mut().zip(bufs.iter_mut()) {
+            fs.push(Box::new(move || imp.encrypt(0, sector, buf)));
+        }
+        let r = rotate(cfg, &vec![RUN; names.len()], &mut fs);
+        for (n, g) in names.into_iter().zip(r) {
+            match series.iter_mut().find(|(s, _)| *s == n) {
+                Some((_, v)) => v.push(g),
+                None => series.push((n, vec![g])),
+            }
+        }
+    }
+    println!(
+        "XTS-AES-256 encrypt, 64 KiB runs, GB/s by sector size ({})\n",
+        cpu_model()
+    );
+    print!("| implementation |");
+    for s in CHART_SECTORS {
+        print!(" {s} |");
+    }
+    println!();
+    println!("| --- |{}", " ---: |".repeat(CHART_SECTORS.len()));
+    for (n, v) in &series {
+        print!("| {n} |");
+        for g in v {
+            print!(" {g:.2} |");
+        }
+        println!();
+    }
+    std::fs::write(path, svg(&series)).expect("write chart");
+    println!("\nchart written to {path}");
+}
+
+/// A line chart: x = sector size (log scale), y = GB/s.
+fn svg(series: &[(String, Vec<f64>)]) -> String {
+    use std::fmt::Write as _;
+    let (w, h, left, right, top, bottom) = (760.0, 420.0, 60.0, 190.0, 40.0, 50.0);
+    let pw = w - left - right;
+    let ph = h - top - bottom;
+    let ymax = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max);
+    let ymax = (ymax / 2.0).ceil() * 2.0;
+    let n = CHART_SECTORS.len() as f64 - 1.0;
+    let x = |i: usize| left + pw * i as f64 / n;
+    let y = |g: f64| top + ph * (1.0 - g / ymax);
+    let colors = [
+        "#1b6ac9", "#d9480f", "#2b8a3e", "#7048e8", "#c2255c", "#495057", "#e67700",
+    ];
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"22\" font-size=\"14\">XTS-AES-256 encrypt, 64 KiB runs: GB/s by sector size (one run, one core)</text>\n"
+    );
+    let mut g = 0.0;
+    while g <= ymax + 1e-9 {
+        let yy = y(g);
+        let _ = writeln!(
+            o,
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{g}</text>",
+            left + pw,
+            left - 6.0,
+            yy + 4.0
+        );
+        g += 2.0;
+    }
+    for (i, s) in CHART_SECTORS.iter().enumerate() {
+        let label = if *s >= 1024 {
+            format!("{}K", s / 1024)
+        } else {
+            s.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
+            x(i),
+            top + ph + 18.0
+        );
+    }
+    let _ = writeln!(
+        o,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">sector size (bytes)</text>\
+         <text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">GB/s</text>",
+        left + pw / 2.0,
+        h - 10.0,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    for (k, (name, v)) in series.iter().enumerate() {
+        let c = colors[k % colors.len()];
+        let pts: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(i, g)| format!("{:.1},{:.1}", x(i), y(*g)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        for p in &pts {
+            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = writeln!(o, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{c}\"/>");
+        }
+        let ly = top + 10.0 + 20.0 * k as f64;
+        let _ = writeln!(
+            o,
+            "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{ly:.1}\" y2=\"{ly:.1}\" stroke=\"{c}\" stroke-width=\"3\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{name}</text>",
+            left + pw + 15.0,
+            left + pw + 40.0,
+            left + pw + 46.0,
+            ly + 4.0
+        );
+    }
+    o.push_str("</svg>\n");
+    o
 }
