@@ -70,6 +70,9 @@ fn moto_endpoint() -> String {
          while kill -0 {pid} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
         pid = std::process::id()
     );
+    // The watchdog shell stops moto once this process is gone, and then
+    // exits itself: nothing here waits for it.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
