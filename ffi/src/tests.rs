@@ -961,6 +961,7 @@ mod volume_abi {
 
 /// Whether a missing service may be skipped (a developer's machine) or must
 /// fail the test (CI).
+#[cfg(target_arch = "x86_64")]
 fn service_required() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
@@ -969,6 +970,7 @@ fn service_required() -> bool {
 /// feature: the volume lifecycle with master keys in AWS KMS (moto at
 /// `ENVOL_MOTO_ENDPOINT`, which `.ci/run` starts) and inside a SoftHSM2
 /// token this test initialises, each behind the data-key cache.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn remote_kms_example_runs_on_moto_and_softhsm() {
     let moto = std::env::var("ENVOL_MOTO_ENDPOINT")
