@@ -85,7 +85,7 @@ fn wild(max: bool) -> usize {
 // ---------------------------------------------------------------------------
 
 /// A C string argument.
-#[derive(Arbitrary, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub enum S {
     /// The `n`-th string of the argument's pool (principals, key ids, ...).
     Pool(u8),
@@ -147,7 +147,7 @@ const POLICIES: [&str; 5] = [
 static UNTERMINATED: [u8; MAX_POLICY_BYTES + 1] = [b'u'; MAX_POLICY_BYTES + 1];
 
 /// A key policy argument.
-#[derive(Arbitrary, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub enum PolicyArg {
     Pool(u8),
     Raw(Vec<u8>),
@@ -158,7 +158,7 @@ pub enum PolicyArg {
 }
 
 /// An encryption context argument: `(const envol_kv *, size_t)`.
-#[derive(Arbitrary, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub enum CtxKv {
     Empty,
     Pairs(Vec<(S, S)>),
@@ -173,7 +173,7 @@ pub enum CtxKv {
 }
 
 /// Capacity of an output buffer.
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Cap {
     /// The size that always suffices.
     Enough,
@@ -186,12 +186,14 @@ pub enum Cap {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct OutArg {
     cap: Cap,
+    #[arbitrary(with = mis)]
     misalign: u8,
+    #[arbitrary(with = rare)]
     null: bool,
 }
 
 /// A 32-byte key argument (roots, master keys).
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Key32 {
     Std,
     Other(u8),
@@ -199,7 +201,7 @@ pub enum Key32 {
 }
 
 /// An XTS key or data key argument.
-#[derive(Arbitrary, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub enum KeyArg {
     /// A good key: 64 bytes (or 32 if `short`).
     Derived {
@@ -223,7 +225,9 @@ pub struct BlobArg {
     src: BlobSrc,
     edits: Vec<(u16, u8)>,
     cut: Option<u16>,
+    #[arbitrary(with = rare)]
     null: bool,
+    #[arbitrary(with = rare)]
     wild: bool,
 }
 
@@ -242,6 +246,7 @@ pub struct SlotArg {
     edits: Vec<(u16, u8)>,
     /// Recompute the checksum after the edits.
     fix: bool,
+    #[arbitrary(with = rare)]
     null: bool,
 }
 
@@ -305,10 +310,11 @@ pub struct KmsArg {
     /// Bit 0: no generate, bit 1: no decrypt, bit 2: no re-encrypt.
     drop: u8,
     /// Not aligned for the table (1..=7 bytes off).
+    #[arbitrary(with = mis)]
     misalign: u8,
 }
 
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum KmsSrc {
     /// The table of local handle `n` (`envol_local_kms_callbacks`).
     Local(u8),
@@ -323,7 +329,9 @@ pub enum KmsSrc {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct LocalArg {
     slot: u8,
+    #[arbitrary(with = rare)]
     null: bool,
+    #[arbitrary(with = mis)]
     misalign: u8,
 }
 
@@ -333,7 +341,9 @@ pub struct DevArg {
     disk: u8,
     /// Bit 0: no read, bit 1: no write, bit 2: no flush.
     drop: u8,
+    #[arbitrary(with = mis)]
     misalign: u8,
+    #[arbitrary(with = rare)]
     null: bool,
 }
 
@@ -341,7 +351,9 @@ pub struct DevArg {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct VolArg {
     idx: u8,
+    #[arbitrary(with = mis)]
     misalign: u8,
+    #[arbitrary(with = rare)]
     null: bool,
 }
 
@@ -349,7 +361,9 @@ pub struct VolArg {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct CtxArg {
     idx: u8,
+    #[arbitrary(with = mis)]
     misalign: u8,
+    #[arbitrary(with = rare)]
     null: bool,
 }
 
@@ -358,13 +372,15 @@ pub struct CtxArg {
 pub struct IoArg {
     off: u16,
     len: IoLen,
+    #[arbitrary(with = rare)]
     null: bool,
     /// Point into the `envol_volume` itself at this offset.
+    #[arbitrary(with = rare_u16)]
     inside_vol: Option<u16>,
     fill: u8,
 }
 
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum IoLen {
     /// `n % 128 + 1` sectors.
     Sectors(u8),
@@ -392,12 +408,19 @@ pub enum XtsSize {
 /// What an XTS data call does.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum XtsKind {
-    Sectors { first: u64, size: XtsSize },
-    Unit { tweak: [u8; 16], null_tweak: bool },
+    Sectors {
+        first: u64,
+        size: XtsSize,
+    },
+    Unit {
+        tweak: [u8; 16],
+        #[arbitrary(with = rare)]
+        null_tweak: bool,
+    },
 }
 
 /// Where input and output of an XTS data call are.
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Layout {
     Disjoint {
         a: u16,
@@ -415,7 +438,7 @@ pub enum Layout {
     NullOut,
 }
 
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum XtsLen {
     /// A few whole sectors, or a unit of a usual length.
     Auto(u8),
@@ -437,7 +460,9 @@ pub enum DekLen {
 pub struct StoreArg {
     raw: Option<Vec<u8>>,
     edits: Vec<(u16, u8)>,
+    #[arbitrary(with = rare)]
     null: bool,
+    #[arbitrary(with = rare)]
     wild: bool,
 }
 
@@ -511,6 +536,7 @@ pub enum DiskSize {
 pub enum Op {
     KmsNew {
         slot: u8,
+        #[arbitrary(with = rare)]
         null: bool,
     },
     KmsCreateKey {
@@ -565,7 +591,9 @@ pub enum Op {
     },
     VolInfo {
         vol: VolArg,
+        #[arbitrary(with = mask)]
         nulls: u8,
+        #[arbitrary(with = mis)]
         misalign: u8,
     },
     VolBackend {
@@ -600,7 +628,9 @@ pub enum Op {
     XtsInit {
         ctx: CtxArg,
         key: KeyArg,
+        #[arbitrary(with = backend_choice)]
         backend: Option<u32>,
+        #[arbitrary(with = mis)]
         misalign: u8,
     },
     XtsData {
@@ -635,8 +665,10 @@ pub enum Op {
         version: u32,
         ctx: CtxKv,
         secret: KeyArg,
+        #[arbitrary(with = mostly_some)]
         nonce: Option<[u8; 12]>,
         out: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     EnvelopeOpen {
@@ -644,6 +676,7 @@ pub enum Op {
         blob: BlobArg,
         ctx: CtxKv,
         out: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     HeaderCheck {
@@ -653,15 +686,20 @@ pub enum Op {
         a: SlotArg,
         b: SlotArg,
         blob: OutArg,
+        #[arbitrary(with = mask)]
         nulls: u8,
+        #[arbitrary(with = mis)]
         misalign: u8,
         /// Put the blob output inside slot A at this offset.
+        #[arbitrary(with = rare_u16)]
         overlap: Option<u16>,
     },
     HeaderContext {
         params: ParamsArg,
         strings: OutArg,
+        #[arbitrary(with = mask)]
         nulls: u8,
+        #[arbitrary(with = rare)]
         overlap: bool,
     },
     HeaderUnwrap {
@@ -678,6 +716,7 @@ pub enum Op {
         dek: KeyArg,
         out: OutArg,
         /// 1: blob inside the output, 2: key inside the output.
+        #[arbitrary(with = mask)]
         overlap: u8,
     },
     KmsFree {
@@ -687,12 +726,14 @@ pub enum Op {
         kms: LocalArg,
         root: Key32,
         out: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     KmsUnseal {
         slot: u8,
         root: Key32,
         store: StoreArg,
+        #[arbitrary(with = rare)]
         out_null: bool,
     },
     KmsPutPolicy {
@@ -706,12 +747,14 @@ pub enum Op {
         what: Manage,
         principal: S,
         key_id: S,
+        #[arbitrary(with = rare)]
         out_null: bool,
     },
     KmsDescribe {
         kms: LocalArg,
         principal: S,
         key_id: S,
+        #[arbitrary(with = mask)]
         nulls: u8,
     },
     KmsCreateGrant {
@@ -721,6 +764,7 @@ pub enum Op {
         grantee: S,
         ops: Vec<S>,
         n_ops: Option<u8>,
+        #[arbitrary(with = rare)]
         ops_misalign: bool,
         kind: i32,
         constraint: CtxKv,
@@ -739,12 +783,14 @@ pub enum Op {
         protected: bool,
         principal: S,
         key_id: S,
+        #[arbitrary(with = rare)]
         null: bool,
     },
     KmsAudit {
         kms: LocalArg,
         index: u16,
         out: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     KmsGenerate {
@@ -755,6 +801,7 @@ pub enum Op {
         ctx: CtxKv,
         dek: OutArg,
         blob: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     KmsDecrypt {
@@ -763,6 +810,7 @@ pub enum Op {
         blob: BlobArg,
         ctx: CtxKv,
         out: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     KmsReEncrypt {
@@ -773,10 +821,12 @@ pub enum Op {
         dest: S,
         dst: CtxKv,
         out: OutArg,
+        #[arbitrary(with = rare)]
         len_null: bool,
     },
     KmsCallbacks {
         kms: LocalArg,
+        #[arbitrary(with = rare)]
         null: bool,
     },
     /// How the fake key service answers its next callbacks (then honestly).
@@ -787,6 +837,208 @@ pub enum Op {
         status: u32,
         backend: u32,
     },
+}
+
+// Odd choices (NULL, misaligned, past the address space) are rare, so most
+// calls get past their first checks: a selector byte picks the ordinary
+// choice for most values and an odd one for the top few.
+
+type Ur<'a, 'b> = &'b mut Unstructured<'a>;
+
+/// A flag set for 1 byte value in 16.
+fn rare(u: Ur<'_, '_>) -> arbitrary::Result<bool> {
+    Ok(u8::arbitrary(u)? >= 0xf0)
+}
+
+/// A misalignment: usually 0, else an odd offset below 64.
+fn mis(u: Ur<'_, '_>) -> arbitrary::Result<u8> {
+    let b = u8::arbitrary(u)?;
+    Ok(if b >= 0xf0 { (b & 0x3f) | 1 } else { 0 })
+}
+
+/// Usually nothing, rarely a value.
+fn rare_u16(u: Ur<'_, '_>) -> arbitrary::Result<Option<u16>> {
+    Ok(if rare(u)? {
+        Some(u16::arbitrary(u)?)
+    } else {
+        None
+    })
+}
+
+/// Usually a value, rarely nothing (a NULL pointer).
+fn mostly_some(u: Ur<'_, '_>) -> arbitrary::Result<Option<[u8; 12]>> {
+    Ok(if rare(u)? {
+        None
+    } else {
+        Some(<[u8; 12]>::arbitrary(u)?)
+    })
+}
+
+/// A backend argument: usually none (`envol_xts_init`), else a known
+/// number, rarely any number.
+fn backend_choice(u: Ur<'_, '_>) -> arbitrary::Result<Option<u32>> {
+    let b = u8::arbitrary(u)?;
+    Ok(match b {
+        0..0x80 => None,
+        0x80..0xf0 => Some(u32::from(b % 6)),
+        _ => Some(u32::arbitrary(u)?),
+    })
+}
+
+/// A bit mask of NULL outputs: usually none.
+fn mask(u: Ur<'_, '_>) -> arbitrary::Result<u8> {
+    let b = u8::arbitrary(u)?;
+    Ok(if b >= 0xf0 { b & 0x0f } else { 0 })
+}
+
+impl<'a> Arbitrary<'a> for S {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(if b < 0xe0 {
+            S::Pool(b)
+        } else {
+            match b & 7 {
+                0 => S::Null,
+                1 => S::Empty,
+                2 => S::Long(u16::arbitrary(u)?),
+                3 => S::NotUtf8,
+                4 => S::Unterminated,
+                _ => S::Raw(Vec::arbitrary(u)?),
+            }
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for PolicyArg {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0xc0 => PolicyArg::Pool(b),
+            0xc0..0xf0 => PolicyArg::Raw(Vec::arbitrary(u)?),
+            _ => match b & 3 {
+                0 => PolicyArg::Null,
+                1 => PolicyArg::Unterminated,
+                _ => PolicyArg::Huge,
+            },
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for CtxKv {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0x40 => CtxKv::Empty,
+            0x40..0x90 => CtxKv::Pairs(Vec::arbitrary(u)?),
+            0x90..0xe0 => CtxKv::OfParams(ParamsArg::arbitrary(u)?),
+            _ => match b & 3 {
+                0 => CtxKv::Null(u8::arbitrary(u)?),
+                1 => CtxKv::Misaligned(Vec::arbitrary(u)?),
+                2 => CtxKv::Over(u8::arbitrary(u)?),
+                _ => CtxKv::Pairs(Vec::arbitrary(u)?),
+            },
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Cap {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0xa0 => Cap::Enough,
+            0xa0..0xf0 => Cap::Len(u16::arbitrary(u)?),
+            _ => Cap::Wild(b & 1 == 1),
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Key32 {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0xc0 => Key32::Std,
+            0xc0..0xf0 => Key32::Other(b),
+            _ => Key32::Null,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for KeyArg {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        let derived = |u: Ur<'a, '_>| -> arbitrary::Result<KeyArg> {
+            Ok(KeyArg::Derived {
+                short: b & 1 == 1,
+                seed: u8::arbitrary(u)?,
+            })
+        };
+        Ok(match b {
+            0..0x80 => derived(u)?,
+            0x80..0xb0 => KeyArg::Pool(u8::arbitrary(u)?),
+            0xb0..0xe0 => KeyArg::Bytes(Vec::arbitrary(u)?),
+            _ => match b & 3 {
+                0 => KeyArg::Weak { short: b & 4 != 0 },
+                1 => KeyArg::Null,
+                2 => KeyArg::Wild(b & 4 != 0),
+                _ => derived(u)?,
+            },
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for KmsSrc {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0x70 => KmsSrc::Local(b),
+            0x70..0xe0 => KmsSrc::Fake,
+            _ if b & 1 == 0 => KmsSrc::Null,
+            _ => KmsSrc::Empty,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for XtsLen {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0xa0 => XtsLen::Auto(b),
+            0xa0..0xf0 => XtsLen::Bytes(u32::arbitrary(u)?),
+            _ => XtsLen::Wild(b & 1 == 1),
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for IoLen {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0xa0 => IoLen::Sectors(b),
+            0xa0..0xf0 => IoLen::Bytes(u32::arbitrary(u)?),
+            _ => IoLen::Wild(b & 1 == 1),
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Layout {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let b = u8::arbitrary(u)?;
+        Ok(match b {
+            0..0x60 => Layout::Disjoint {
+                a: u16::arbitrary(u)?,
+                b: u16::arbitrary(u)?,
+            },
+            0x60..0xa0 => Layout::InPlace {
+                a: u16::arbitrary(u)?,
+            },
+            0xa0..0xe0 => Layout::Overlap {
+                a: u16::arbitrary(u)?,
+                d: u16::arbitrary(u)?,
+            },
+            _ if b & 1 == 0 => Layout::NullIn,
+            _ => Layout::NullOut,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1823,6 +2075,28 @@ impl State {
         }
     }
 
+    /// Every input starts with local handle 0 holding keys `k1` and `k2`
+    /// that anyone may use, so volumes can be made at once.
+    fn setup(&mut self) {
+        let mut h = null_mut();
+        // SAFETY: a writable handle pointer, then the live handle and
+        // NUL-terminated strings.
+        unsafe {
+            assert_eq!(st(envol_ffi::envol_local_kms_new(&mut h)), OK);
+            for id in [c"k1", c"k2"] {
+                let policy = std::ffi::CString::new(POLICIES[0]).expect("no NUL");
+                let s = envol_ffi::envol_local_kms_create_key(
+                    h,
+                    c"op".as_ptr(),
+                    id.as_ptr(),
+                    policy.as_ptr(),
+                );
+                assert_eq!(st(s), OK);
+            }
+        }
+        self.kms[0] = h;
+    }
+
     fn fake(&mut self) -> &mut Fake {
         // SAFETY: made by `Box::into_raw`, freed only in `drop`; no call is
         // running, so no callback holds it.
@@ -2234,7 +2508,6 @@ impl State {
                 });
                 if s == OK {
                     assert!(state.read::<u32>() <= 3);
-                    assert!(vers.read::<u32>() >= 1);
                 } else {
                     assert!(state.intact() && vers.intact());
                 }
@@ -2972,7 +3245,13 @@ impl State {
                     let p = hold.s(&S::Pool(0), Role::Principal).0;
                     // SAFETY: our volume.
                     let s2 = st(unsafe { envol_ffi::envol_volume_attach(vp, p) });
-                    assert_eq!(s2, envol_status::ENVOL_ERR_VOLUME_RETIRED);
+                    // (A table without decrypt is refused before the header
+                    // is looked at.)
+                    assert!(
+                        s2 == envol_status::ENVOL_ERR_VOLUME_RETIRED
+                            || s2 == envol_status::ENVOL_ERR_NULL_POINTER,
+                        "retired volume: attach gave {s2:?}"
+                    );
                 } else if Self::vol_ok_ptr(*vol) {
                     self.expect_state_error(i, s, VState::Attached);
                 }
@@ -3905,8 +4184,9 @@ impl State {
             }
         });
         if inside {
-            // Never through a buffer inside the volume itself.
-            assert_ne!(s, OK);
+            // Never through a buffer inside the volume itself (an empty one
+            // is a no-op).
+            assert!(s != OK || n == 0);
             assert_eq!(self.vol_bytes(i), vol_before);
         }
         if !(write || s == OK || s == envol_status::ENVOL_ERR_IO) {
@@ -3923,7 +4203,7 @@ impl State {
             return;
         }
         assert_eq!(rec.state, VState::Attached);
-        assert!(!inside && !io.null && !wild_len);
+        assert!(!io.null && !wild_len && (!inside || n == 0));
         let p = rec.params.expect("attached volume parameters known");
         let ss = p.sector_size as usize;
         assert!(n % ss == 0);
@@ -4007,6 +4287,7 @@ pub fn decode(data: &[u8]) -> Vec<Op> {
 pub fn ffi_calls(data: &[u8]) {
     let ops = decode(data);
     let mut state = State::new();
+    state.setup();
     for op in &ops {
         if trace() {
             eprintln!("{op:?}");
@@ -4075,8 +4356,8 @@ mod v {
 /// must decode to.
 pub fn seed_inputs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>)> {
     let cat = |ops: &[Vec<u8>]| ops.concat();
-    // A fake-service table: KmsArg { src: Fake (variant 1 of 4) }.
-    let fake_kms = ((1u64 << 32).div_ceil(4) as u32).to_le_bytes();
+    // A fake-service table: KmsArg { src: Fake }.
+    let fake_kms = [0x80u8];
     // VolCreate: vol, dev (VolArg 3 bytes, DevArg 4 bytes), then kms.
     let mut create_fake = vec![0u8; 3 + 4];
     create_fake.extend_from_slice(&fake_kms);
@@ -4090,10 +4371,10 @@ pub fn seed_inputs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>)> {
     unwrap_fake.extend_from_slice(&fake_kms);
     // KmsCreateGrant: handle, principal, key id, grantee, then one
     // operation ("kms:Decrypt").
-    let mut grant = vec![0u8; 3 + 5 + 5 + 5];
-    grant.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0]);
+    let mut grant = vec![0u8; 3 + 1 + 1 + 1];
+    grant.extend_from_slice(&[1, 0, 0]);
     // EnvelopeSeal: master, key id, version, context, secret, then a nonce.
-    let mut seal = vec![0u8; 4 + 5 + 4 + 4 + 6];
+    let mut seal = vec![0u8; 1 + 1 + 4 + 1 + 2];
     seal.push(1);
     seal.extend_from_slice(&[9; 12]);
     vec![
