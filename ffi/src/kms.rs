@@ -1746,11 +1746,41 @@ mod local {
         })
     }
 
-    /// `envol_local_kms_generate_data_key` as a callback.
+    /// A C handle with a key service behind it. Its callback table is made
+    /// of the generic trampolines below, which check the arguments exactly
+    /// as the handle's own entry points do.
+    pub(crate) trait ServiceHandle {
+        /// The service behind `user`.
+        ///
+        /// # Safety
+        /// `user` NULL or a live handle of this type, used by this call alone.
+        unsafe fn service<'a>(user: *mut c_void) -> Result<&'a mut dyn Kms, envol_status>;
+    }
+
+    impl ServiceHandle for envol_local_kms {
+        unsafe fn service<'a>(user: *mut c_void) -> Result<&'a mut dyn Kms, envol_status> {
+            // SAFETY: forwarded contract.
+            let k: &'a mut LocalKms = unsafe { handle(user.cast()) }?;
+            Ok(k)
+        }
+    }
+
+    /// The callback table of handle `user` of type `H`.
+    pub(crate) fn callback_table<H: ServiceHandle>(user: *mut c_void) -> envol_kms_callbacks {
+        envol_kms_callbacks {
+            user,
+            generate_data_key: Some(cb_generate_data_key::<H>),
+            decrypt_data_key: Some(cb_decrypt_data_key::<H>),
+            re_encrypt: Some(cb_re_encrypt::<H>),
+        }
+    }
+
+    /// `generate_data_key` of the table.
     ///
     /// # Safety
-    /// `user` is a live handle; the rest as for that function.
-    unsafe extern "C" fn local_generate_data_key(
+    /// `user` is a live `H`; the rest as for
+    /// [`envol_local_kms_generate_data_key`].
+    unsafe extern "C" fn cb_generate_data_key<H: ServiceHandle>(
         user: *mut c_void,
         principal: *const c_char,
         key_id: *const c_char,
@@ -1762,28 +1792,26 @@ mod local {
         blob_cap: usize,
         blob_len: *mut usize,
     ) -> envol_status_arg {
-        // SAFETY: forwarded contract.
-        envol_status_arg::from(unsafe {
-            envol_local_kms_generate_data_key(
-                user.cast(),
-                principal,
-                key_id,
-                dek_len,
-                ctx,
-                ctx_len,
-                dek_out,
-                blob_out,
-                blob_cap,
-                blob_len,
-            )
-        })
+        envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
+            // SAFETY: the table's contract.
+            let k = try_status!(unsafe { H::service(user) });
+            // SAFETY: forwarded contract.
+            try_status!(unsafe {
+                generate_data_key(
+                    k, principal, key_id, dek_len, ctx, ctx_len, dek_out, blob_out, blob_cap,
+                    blob_len,
+                )
+            });
+            envol_status::ENVOL_OK
+        }))
     }
 
-    /// `envol_local_kms_decrypt_data_key` as a callback.
+    /// `decrypt_data_key` of the table.
     ///
     /// # Safety
-    /// `user` is a live handle; the rest as for that function.
-    unsafe extern "C" fn local_decrypt_data_key(
+    /// `user` is a live `H`; the rest as for
+    /// [`envol_local_kms_decrypt_data_key`].
+    unsafe extern "C" fn cb_decrypt_data_key<H: ServiceHandle>(
         user: *mut c_void,
         principal: *const c_char,
         blob: *const u8,
@@ -1794,27 +1822,24 @@ mod local {
         dek_cap: usize,
         dek_len: *mut usize,
     ) -> envol_status_arg {
-        // SAFETY: forwarded contract.
-        envol_status_arg::from(unsafe {
-            envol_local_kms_decrypt_data_key(
-                user.cast(),
-                principal,
-                blob,
-                blob_len,
-                ctx,
-                ctx_len,
-                dek_out,
-                dek_cap,
-                dek_len,
-            )
-        })
+        envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
+            // SAFETY: the table's contract.
+            let k = try_status!(unsafe { H::service(user) });
+            // SAFETY: forwarded contract.
+            try_status!(unsafe {
+                decrypt_data_key(
+                    k, principal, blob, blob_len, ctx, ctx_len, dek_out, dek_cap, dek_len,
+                )
+            });
+            envol_status::ENVOL_OK
+        }))
     }
 
-    /// `envol_local_kms_re_encrypt` as a callback.
+    /// `re_encrypt` of the table.
     ///
     /// # Safety
-    /// `user` is a live handle; the rest as for that function.
-    unsafe extern "C" fn local_re_encrypt(
+    /// `user` is a live `H`; the rest as for [`envol_local_kms_re_encrypt`].
+    unsafe extern "C" fn cb_re_encrypt<H: ServiceHandle>(
         user: *mut c_void,
         principal: *const c_char,
         blob: *const u8,
@@ -1828,23 +1853,28 @@ mod local {
         blob_cap: usize,
         out_len: *mut usize,
     ) -> envol_status_arg {
-        // SAFETY: forwarded contract.
-        envol_status_arg::from(unsafe {
-            envol_local_kms_re_encrypt(
-                user.cast(),
-                principal,
-                blob,
-                blob_len,
-                src_ctx,
-                src_len,
-                dest_key_id,
-                dst_ctx,
-                dst_len,
-                blob_out,
-                blob_cap,
-                out_len,
-            )
-        })
+        envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
+            // SAFETY: the table's contract.
+            let k = try_status!(unsafe { H::service(user) });
+            // SAFETY: forwarded contract.
+            try_status!(unsafe {
+                re_encrypt(
+                    k,
+                    principal,
+                    blob,
+                    blob_len,
+                    src_ctx,
+                    src_len,
+                    dest_key_id,
+                    dst_ctx,
+                    dst_len,
+                    blob_out,
+                    blob_cap,
+                    out_len,
+                )
+            });
+            envol_status::ENVOL_OK
+        }))
     }
 
     /// Fills `*out` with a callback table whose three functions call this
@@ -1866,12 +1896,7 @@ mod local {
             if out.is_null() {
                 return envol_status::ENVOL_ERR_NULL_POINTER;
             }
-            let table = envol_kms_callbacks {
-                user: kms.cast(),
-                generate_data_key: Some(local_generate_data_key),
-                decrypt_data_key: Some(local_decrypt_data_key),
-                re_encrypt: Some(local_re_encrypt),
-            };
+            let table = callback_table::<envol_local_kms>(kms.cast());
             // SAFETY: non-NULL and writable per the contract.
             unsafe { out.write_unaligned(table) };
             envol_status::ENVOL_OK

@@ -19,8 +19,8 @@ use envol_kms::cache::{CacheLimits, CachingKms};
 use envol_kms::pkcs11::{AuthPin, Pkcs11Config, Pkcs11Kms};
 use zeroize::Zeroizing;
 
-use crate::boundary::{StrError, envol_status, envol_status_arg, guard, in_str, try_status};
-use crate::kms::{envol_kms_callbacks, envol_kv};
+use crate::boundary::{StrError, envol_status, guard, in_str, try_status};
+use crate::kms::{ServiceHandle, callback_table, envol_kms_callbacks};
 
 /// Longest string argument of this part of the ABI (URLs, paths, secrets).
 const MAX_ARG: usize = 4096;
@@ -424,12 +424,7 @@ pub unsafe extern "C" fn envol_remote_kms_callbacks(
         if out.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
         }
-        let table = envol_kms_callbacks {
-            user: kms.cast(),
-            generate_data_key: Some(remote_generate_data_key),
-            decrypt_data_key: Some(remote_decrypt_data_key),
-            re_encrypt: Some(remote_re_encrypt),
-        };
+        let table = callback_table::<envol_remote_kms>(kms.cast());
         // SAFETY: non-NULL and writable per the contract.
         unsafe { out.write_unaligned(table) };
         envol_status::ENVOL_OK
@@ -451,93 +446,9 @@ pub unsafe extern "C" fn envol_remote_kms_free(kms: *mut envol_remote_kms) {
     })
 }
 
-/// The callbacks: the same argument handling as the reference service's.
-unsafe extern "C" fn remote_generate_data_key(
-    user: *mut c_void,
-    principal: *const c_char,
-    key_id: *const c_char,
-    dek_len: usize,
-    ctx: *const envol_kv,
-    ctx_len: usize,
-    dek_out: *mut u8,
-    blob_out: *mut u8,
-    blob_cap: usize,
-    blob_len: *mut usize,
-) -> envol_status_arg {
-    envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: `user` is a live handle (the table's contract).
-        let h = try_status!(unsafe { handle(user.cast()) });
-        let k = try_status!(h.kms());
+impl ServiceHandle for envol_remote_kms {
+    unsafe fn service<'a>(user: *mut c_void) -> Result<&'a mut dyn Kms, envol_status> {
         // SAFETY: forwarded contract.
-        try_status!(unsafe {
-            crate::kms::generate_data_key(
-                k, principal, key_id, dek_len, ctx, ctx_len, dek_out, blob_out, blob_cap, blob_len,
-            )
-        });
-        envol_status::ENVOL_OK
-    }))
-}
-
-unsafe extern "C" fn remote_decrypt_data_key(
-    user: *mut c_void,
-    principal: *const c_char,
-    blob: *const u8,
-    blob_len: usize,
-    ctx: *const envol_kv,
-    ctx_len: usize,
-    dek_out: *mut u8,
-    dek_cap: usize,
-    dek_len: *mut usize,
-) -> envol_status_arg {
-    envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: `user` is a live handle (the table's contract).
-        let h = try_status!(unsafe { handle(user.cast()) });
-        let k = try_status!(h.kms());
-        // SAFETY: forwarded contract.
-        try_status!(unsafe {
-            crate::kms::decrypt_data_key(
-                k, principal, blob, blob_len, ctx, ctx_len, dek_out, dek_cap, dek_len,
-            )
-        });
-        envol_status::ENVOL_OK
-    }))
-}
-
-unsafe extern "C" fn remote_re_encrypt(
-    user: *mut c_void,
-    principal: *const c_char,
-    blob: *const u8,
-    blob_len: usize,
-    src_ctx: *const envol_kv,
-    src_len: usize,
-    dest_key_id: *const c_char,
-    dst_ctx: *const envol_kv,
-    dst_len: usize,
-    blob_out: *mut u8,
-    blob_cap: usize,
-    out_len: *mut usize,
-) -> envol_status_arg {
-    envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: `user` is a live handle (the table's contract).
-        let h = try_status!(unsafe { handle(user.cast()) });
-        let k = try_status!(h.kms());
-        // SAFETY: forwarded contract.
-        try_status!(unsafe {
-            crate::kms::re_encrypt(
-                k,
-                principal,
-                blob,
-                blob_len,
-                src_ctx,
-                src_len,
-                dest_key_id,
-                dst_ctx,
-                dst_len,
-                blob_out,
-                blob_cap,
-                out_len,
-            )
-        });
-        envol_status::ENVOL_OK
-    }))
+        unsafe { handle(user.cast()) }?.kms()
+    }
 }

@@ -538,7 +538,7 @@ impl AwsKms {
     }
 
     /// Wraps an AWS answer's `CiphertextBlob` (and `KeyId`) in envol's
-    /// framing into `out`.
+    /// framing into `out` (nothing written if it does not fit).
     fn frame(&self, answer: &Value, requested: &str, out: &mut [u8]) -> Result<usize, KmsError> {
         let ct = decode_field(answer, "CiphertextBlob")?;
         let key_id = answer
@@ -572,7 +572,7 @@ impl AwsKms {
         context: &Context<'_>,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let w = parse_aws(blob)?;
-        let answer = self.call(
+        let mut answer = self.call(
             "Decrypt",
             &json!({
                 "CiphertextBlob": B64.encode(w.ciphertext()),
@@ -580,7 +580,7 @@ impl AwsKms {
                 "EncryptionContext": context_json(context),
             }),
         )?;
-        take_plaintext(answer)
+        take_plaintext(&mut answer)
     }
 }
 
@@ -613,7 +613,7 @@ fn decode_field(answer: &Value, field: &str) -> Result<Vec<u8>, KmsError> {
 }
 
 /// Takes `Plaintext` out of an answer, decodes it and wipes the text.
-fn take_plaintext(mut answer: Value) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+fn take_plaintext(answer: &mut Value) -> Result<Zeroizing<Vec<u8>>, KmsError> {
     let mut text = match answer.get_mut("Plaintext").map(Value::take) {
         Some(Value::String(s)) => s,
         _ => return Err(KmsError::Unavailable),
@@ -695,13 +695,9 @@ impl Kms for AwsKms {
         blob_out: &mut [u8],
     ) -> Result<(DataKey, usize), KmsError> {
         let req = Self::data_key_request(key_id, size, context)?;
-        let answer = self.call("GenerateDataKey", &req)?;
-        let mut staged = [0u8; envol::envelope::MAX_BLOB];
-        let n = self.frame(&answer, key_id, &mut staged)?;
-        let plain = take_plaintext(answer)?;
-        let dek = data_key(&plain, size)?;
-        let out = blob_out.get_mut(..n).ok_or(KmsError::BufferTooSmall)?;
-        out.copy_from_slice(&staged[..n]);
+        let mut answer = self.call("GenerateDataKey", &req)?;
+        let dek = data_key(&take_plaintext(&mut answer)?, size)?;
+        let n = self.frame(&answer, key_id, blob_out)?;
         Ok((dek, n))
     }
 
@@ -715,11 +711,7 @@ impl Kms for AwsKms {
     ) -> Result<usize, KmsError> {
         let req = Self::data_key_request(key_id, size, context)?;
         let answer = self.call("GenerateDataKeyWithoutPlaintext", &req)?;
-        let mut staged = [0u8; envol::envelope::MAX_BLOB];
-        let n = self.frame(&answer, key_id, &mut staged)?;
-        let out = blob_out.get_mut(..n).ok_or(KmsError::BufferTooSmall)?;
-        out.copy_from_slice(&staged[..n]);
-        Ok(n)
+        self.frame(&answer, key_id, blob_out)
     }
 
     fn decrypt_data_key(
@@ -756,11 +748,7 @@ impl Kms for AwsKms {
                 "DestinationEncryptionContext": context_json(dest_context),
             }),
         )?;
-        let mut staged = [0u8; envol::envelope::MAX_BLOB];
-        let n = self.frame(&answer, dest_key_id, &mut staged)?;
-        let out = blob_out.get_mut(..n).ok_or(KmsError::BufferTooSmall)?;
-        out.copy_from_slice(&staged[..n]);
-        Ok(n)
+        self.frame(&answer, dest_key_id, blob_out)
     }
 
     fn encrypt(
@@ -790,11 +778,7 @@ impl Kms for AwsKms {
         body.extend_from_slice(b64.as_bytes());
         body.extend_from_slice(b"\"}");
         let answer = self.call_bytes("Encrypt", &body)?;
-        let mut staged = [0u8; envol::envelope::MAX_BLOB];
-        let n = self.frame(&answer, key_id, &mut staged)?;
-        let out = blob_out.get_mut(..n).ok_or(KmsError::BufferTooSmall)?;
-        out.copy_from_slice(&staged[..n]);
-        Ok(n)
+        self.frame(&answer, key_id, blob_out)
     }
 
     fn decrypt(
