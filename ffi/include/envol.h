@@ -111,7 +111,8 @@ typedef enum envol_status {
   ENVOL_ERR_SECTOR_SIZE = 4,
   // A length is out of range or not a whole number of sectors.
   ENVOL_ERR_LENGTH = 5,
-  // Input and output buffers overlap without being the same buffer.
+  // Input and output buffers overlap without being the same buffer, or a
+  // buffer overlaps the context or volume struct it is passed with.
   ENVOL_ERR_OVERLAP = 6,
   // The run of sectors goes past sector 2^64 - 1.
   ENVOL_ERR_SECTOR_OVERFLOW = 7,
@@ -465,7 +466,8 @@ enum envol_status envol_xts_init_with_backend(struct envol_xts *ctx,
 // Encrypts `len / sector_size` consecutive sectors starting at
 // `first_sector` (tweak = sector number, 128-bit little-endian). `len` must
 // be a multiple of `sector_size`, itself a multiple of 16 in 16..=2^24.
-// `in == out` works in place; a partial overlap is `ENVOL_ERR_OVERLAP`.
+// `in == out` works in place; a partial overlap is `ENVOL_ERR_OVERLAP`, and
+// so is a buffer overlapping `*ctx`.
 //
 // # Safety
 // `ctx` NULL or a readable `envol_xts`; `in` NULL or valid for `len` reads;
@@ -490,6 +492,7 @@ enum envol_status envol_xts_decrypt_sectors(const struct envol_xts *ctx,
 
 // Encrypts one IEEE 1619 data unit of `len` bytes (16..=2^24, ciphertext
 // stealing when not a multiple of 16) under an arbitrary 16-byte tweak.
+// Buffers as for `envol_xts_encrypt_sectors`.
 //
 // # Safety
 // `ctx` NULL or a readable `envol_xts`; `tweak` NULL or valid for 16 reads;
@@ -1080,7 +1083,8 @@ enum envol_status envol_volume_retire(struct envol_volume *vol);
 // update) to `*sequence`, the master key id its data key is wrapped under,
 // NUL-terminated, to `key_id_out` (room for `ENVOL_MAX_KEY_ID + 1` bytes),
 // and 1 if attached or 0 if detached to `*attached`. Every output is
-// required. Empty: `ENVOL_ERR_NOT_INITIALIZED`.
+// required; an output overlapping `*vol` is `ENVOL_ERR_OVERLAP`. Empty:
+// `ENVOL_ERR_NOT_INITIALIZED`.
 //
 // # Safety
 // `vol` NULL or a readable `envol_volume`; `params_out`, `sequence`,

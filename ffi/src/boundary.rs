@@ -22,7 +22,8 @@ pub enum envol_status {
     ENVOL_ERR_SECTOR_SIZE = 4,
     /// A length is out of range or not a whole number of sectors.
     ENVOL_ERR_LENGTH = 5,
-    /// Input and output buffers overlap without being the same buffer.
+    /// Input and output buffers overlap without being the same buffer, or a
+    /// buffer overlaps the context or volume struct it is passed with.
     ENVOL_ERR_OVERLAP = 6,
     /// The run of sectors goes past sector 2^64 - 1.
     ENVOL_ERR_SECTOR_OVERFLOW = 7,
@@ -444,4 +445,9 @@ pub(crate) fn check_span(addr: usize, len: usize) -> Result<(), envol_status> {
 /// Whether `[a, a+len)` and `[b, b+len)` overlap without being equal.
 pub(crate) fn partial_overlap(a: usize, b: usize, len: usize) -> bool {
     a != b && len != 0 && a < b.wrapping_add(len) && b < a.wrapping_add(len)
+}
+
+/// Whether the address ranges `[a, a+alen)` and `[b, b+blen)` intersect.
+pub(crate) fn ranges_overlap(a: usize, alen: usize, b: usize, blen: usize) -> bool {
+    alen != 0 && blen != 0 && a < b.wrapping_add(blen) && b < a.wrapping_add(alen)
 }

@@ -36,7 +36,9 @@ use envol::kms::Kms;
 use envol::volume::{AttachedVolume, BlockDevice, IoError, Volume, VolumeError};
 use envol::xts::KeySize;
 
-use crate::boundary::{check_span, envol_backend, envol_status, guard, in_slice, try_status};
+use crate::boundary::{
+    check_span, envol_backend, envol_status, guard, in_slice, ranges_overlap, try_status,
+};
 use crate::kms::{
     CallbackKms, ENVOL_MAX_KEY_ID, envol_kms_callbacks, envol_kv, in_key_id, in_principal,
 };
@@ -980,7 +982,8 @@ pub unsafe extern "C" fn envol_volume_retire(vol: *mut envol_volume) -> envol_st
 /// update) to `*sequence`, the master key id its data key is wrapped under,
 /// NUL-terminated, to `key_id_out` (room for `ENVOL_MAX_KEY_ID + 1` bytes),
 /// and 1 if attached or 0 if detached to `*attached`. Every output is
-/// required. Empty: `ENVOL_ERR_NOT_INITIALIZED`.
+/// required; an output overlapping `*vol` is `ENVOL_ERR_OVERLAP`. Empty:
+/// `ENVOL_ERR_NOT_INITIALIZED`.
 ///
 /// # Safety
 /// `vol` NULL or a readable `envol_volume`; `params_out`, `sequence`,
@@ -1003,6 +1006,14 @@ pub unsafe extern "C" fn envol_volume_info(
         if params_out.is_null() || sequence.is_null() || key_id_out.is_null() || attached.is_null()
         {
             return envol_status::ENVOL_ERR_NULL_POINTER;
+        }
+        // The header is read from `*vol` while the outputs are written.
+        if overlaps_struct(slot, params_out.cast(), size_of::<envol_volume_params>())
+            || overlaps_struct(slot, sequence.cast(), size_of::<u64>())
+            || overlaps_struct(slot, key_id_out.cast(), ENVOL_MAX_KEY_ID + 1)
+            || overlaps_struct(slot, attached.cast(), size_of::<c_int>())
+        {
+            return envol_status::ENVOL_ERR_OVERLAP;
         }
         let id = h.key_id().as_bytes();
         if id.len() > ENVOL_MAX_KEY_ID {
@@ -1138,11 +1149,6 @@ pub unsafe extern "C" fn envol_header_parse(
         }
         envol_status::ENVOL_OK
     })
-}
-
-/// Whether the address ranges `[a, a+alen)` and `[b, b+blen)` intersect.
-fn ranges_overlap(a: usize, alen: usize, b: usize, blen: usize) -> bool {
-    alen != 0 && blen != 0 && a < b.wrapping_add(blen) && b < a.wrapping_add(alen)
 }
 
 /// Whether `[p, p+len)` intersects `s`.

@@ -8,7 +8,7 @@ use zeroize::Zeroize;
 
 use crate::boundary::{
     BackendChoice, check_span, envol_backend, envol_backend_arg, envol_status, guard, in_slice,
-    partial_overlap, try_status,
+    partial_overlap, ranges_overlap, try_status,
 };
 
 /// Size in bytes of [`envol_xts`]; fixed for this major version.
@@ -233,6 +233,14 @@ unsafe fn data_call(
         if partial_overlap(input as usize, out as usize, len) {
             return envol_status::ENVOL_ERR_OVERLAP;
         }
+        // A buffer inside the context would be read or written while the
+        // engine runs on the key schedule (and backend) stored there.
+        let c = ctx as usize;
+        if ranges_overlap(c, ENVOL_XTS_SIZE, input as usize, len)
+            || ranges_overlap(c, ENVOL_XTS_SIZE, out as usize, len)
+        {
+            return envol_status::ENVOL_ERR_OVERLAP;
+        }
         let result = if core::ptr::eq(input, out) {
             // SAFETY: `out` is valid for `len` reads and writes (it is also
             // the input) and the span fits a slice.
@@ -266,7 +274,8 @@ unsafe fn data_call(
 /// Encrypts `len / sector_size` consecutive sectors starting at
 /// `first_sector` (tweak = sector number, 128-bit little-endian). `len` must
 /// be a multiple of `sector_size`, itself a multiple of 16 in 16..=2^24.
-/// `in == out` works in place; a partial overlap is `ENVOL_ERR_OVERLAP`.
+/// `in == out` works in place; a partial overlap is `ENVOL_ERR_OVERLAP`, and
+/// so is a buffer overlapping `*ctx`.
 ///
 /// # Safety
 /// `ctx` NULL or a readable `envol_xts`; `in` NULL or valid for `len` reads;
@@ -333,6 +342,7 @@ unsafe fn read_tweak(tweak: *const u8) -> Result<[u8; 16], envol_status> {
 
 /// Encrypts one IEEE 1619 data unit of `len` bytes (16..=2^24, ciphertext
 /// stealing when not a multiple of 16) under an arbitrary 16-byte tweak.
+/// Buffers as for `envol_xts_encrypt_sectors`.
 ///
 /// # Safety
 /// `ctx` NULL or a readable `envol_xts`; `tweak` NULL or valid for 16 reads;

@@ -436,6 +436,12 @@ pub enum Layout {
     },
     NullIn,
     NullOut,
+    /// Input (`b & 1`), output (`b & 2`) or both inside the context itself
+    /// at offset `off`.
+    InCtx {
+        off: u16,
+        which: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -595,6 +601,9 @@ pub enum Op {
         nulls: u8,
         #[arbitrary(with = mis)]
         misalign: u8,
+        /// One output (`o % 4`) inside the volume struct at `o`.
+        #[arbitrary(with = rare_u16)]
+        into_vol: Option<u16>,
     },
     VolBackend {
         vol: VolArg,
@@ -1031,9 +1040,13 @@ impl<'a> Arbitrary<'a> for Layout {
             0x60..0xa0 => Layout::InPlace {
                 a: u16::arbitrary(u)?,
             },
-            0xa0..0xe0 => Layout::Overlap {
+            0xa0..0xd8 => Layout::Overlap {
                 a: u16::arbitrary(u)?,
                 d: u16::arbitrary(u)?,
+            },
+            0xd8..0xe0 => Layout::InCtx {
+                off: u16::arbitrary(u)?,
+                which: b,
             },
             _ if b & 1 == 0 => Layout::NullIn,
             _ => Layout::NullOut,
@@ -3261,6 +3274,7 @@ impl State {
                 vol,
                 nulls,
                 misalign,
+                into_vol,
             } => {
                 let (vp, i) = self.vol_ptr(*vol);
                 let m = usize::from(misalign % 8);
@@ -3268,10 +3282,33 @@ impl State {
                 let mut seq = Buf::new(8, 8, m, nulls & 2 != 0);
                 let mut id = Buf::new(ENVOL_MAX_KEY_ID + 1, 1, m, nulls & 4 != 0);
                 let mut att = Buf::new(4, 4, m, nulls & 8 != 0);
+                let mut outs = (
+                    p.cast::<envol_volume_params>(),
+                    seq.cast::<u64>(),
+                    id.cast::<c_char>(),
+                    att.cast::<c_int>(),
+                );
+                let vol_before = self.vol_bytes(i);
+                if let Some(o) = into_vol {
+                    // Inside the volume box (the outputs are written
+                    // unaligned, and at most 65 bytes long).
+                    let base = self.vol_base(i);
+                    let at = usize::from(*o) % ENVOL_VOLUME_SIZE;
+                    let q = base.wrapping_add(at);
+                    match o % 4 {
+                        0 => outs.0 = q.cast(),
+                        1 => outs.1 = q.cast(),
+                        2 => outs.2 = q.cast(),
+                        _ => outs.3 = q.cast(),
+                    }
+                }
                 // SAFETY: as above (the library writes these unaligned).
-                let s = st(unsafe {
-                    envol_ffi::envol_volume_info(vp, p.cast(), seq.cast(), id.cast(), att.cast())
-                });
+                let s =
+                    st(unsafe { envol_ffi::envol_volume_info(vp, outs.0, outs.1, outs.2, outs.3) });
+                if into_vol.is_some() {
+                    assert_ne!(s, OK, "wrote volume info into the volume");
+                    assert_eq!(self.vol_bytes(i), vol_before, "volume changed on {s:?}");
+                }
                 if s == OK {
                     assert!(p.slack_intact() && seq.slack_intact() && att.slack_intact());
                     assert!(id.slack_intact());
@@ -3771,10 +3808,11 @@ impl State {
             }
             Layout::NullIn => (0, MAX_BUF + 64, true, false),
             Layout::NullOut => (0, MAX_BUF + 64, false, true),
+            Layout::InCtx { .. } => (0, MAX_BUF + 64, false, false),
         };
         let base = self.io.as_mut_ptr();
         // SAFETY: both offsets leave at least `MAX_BUF` bytes in the arena.
-        let (ip, op) = unsafe {
+        let (mut ip, mut op) = unsafe {
             (
                 if null_in {
                     null()
@@ -3784,6 +3822,24 @@ impl State {
                 if null_out { null_mut() } else { base.add(b) },
             )
         };
+        // A buffer inside the context: the key schedule it is running on.
+        let mut in_ctx = false;
+        if let Layout::InCtx { off, which } = layout {
+            let at = i * ENVOL_XTS_SIZE + usize::from(off) % ENVOL_XTS_SIZE;
+            if !wild_len {
+                n = n.min(self.xts.0.len() - at);
+            }
+            // SAFETY: inside the context arena.
+            let p = unsafe { self.xts.0.as_mut_ptr().add(at) };
+            if which & 1 != 0 {
+                ip = p.cast_const();
+            }
+            if which & 2 != 0 || which & 3 == 0 {
+                op = p;
+            }
+            in_ctx = n > 0 && !wild_len;
+        }
+        let ctx_before = self.xts.0.to_vec();
         let before = self.io.clone();
         let call = |ip: *const u8, op: *mut u8, dec: bool| -> envol_status {
             // SAFETY: `ip`/`op` NULL or valid for `n` bytes inside the arena
@@ -3808,6 +3864,12 @@ impl State {
             })
         };
         let s = call(ip, op, decrypt);
+        if in_ctx {
+            assert_ne!(s, OK, "ran with a buffer inside the context");
+            assert_eq!(self.xts.0.to_vec(), ctx_before, "context changed on {s:?}");
+            assert!(self.io == before, "buffer changed on {s:?}");
+            return;
+        }
         let partial = a != b && !wild_len && n != 0 && a < b + n && b < a + n;
         let live = match &self.xst[i] {
             XState::Live { key, .. } if Self::xts_aligned(ctx) => Some(key.clone()),
