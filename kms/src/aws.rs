@@ -332,7 +332,10 @@ pub fn classify(status: u16, code: &str) -> (KmsError, bool) {
 pub struct AwsKms {
     cfg: AwsConfig,
     agent: ureq::Agent,
+    /// The URL posted to and its authority (the signed `host`), split from
+    /// the endpoint once.
     url: String,
+    authority: String,
     last_error: Option<ServiceError>,
     attempts: u64,
 }
@@ -350,7 +353,7 @@ impl fmt::Debug for AwsKms {
 impl AwsKms {
     /// A client for `cfg`. Nothing is sent until the first call.
     pub fn new(cfg: AwsConfig) -> Result<AwsKms, ConfigError> {
-        let (url, _) = split_endpoint(&cfg.endpoint)?;
+        let (url, authority) = split_endpoint(&cfg.endpoint)?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.timeout))
@@ -370,6 +373,7 @@ impl AwsKms {
             cfg,
             agent,
             url,
+            authority,
             last_error: None,
             attempts: 0,
         })
@@ -439,11 +443,9 @@ impl AwsKms {
     /// One signed POST. On failure, the service error and whether to retry.
     fn attempt(&self, action: &str, body: &[u8]) -> Result<Value, (ServiceError, bool)> {
         let target = format!("TrentService.{action}");
-        let (url, authority) =
-            split_endpoint(&self.cfg.endpoint).map_err(|_| (transport("BadEndpoint"), false))?;
         let payload_hash = sha256_hex(body);
         let headers = [
-            ("host", authority.as_str()),
+            ("host", self.authority.as_str()),
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
@@ -469,7 +471,7 @@ impl AwsKms {
         // never sees the body, which may hold a secret (Encrypt).
         let signable = SignableRequest::new(
             "POST",
-            url.as_str(),
+            self.url.as_str(),
             headers.iter().map(|(k, v)| (*k, *v)),
             SignableBody::Precomputed(payload_hash),
         )
