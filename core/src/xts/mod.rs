@@ -15,6 +15,8 @@ mod parallel;
 
 #[cfg(feature = "std")]
 pub use parallel::MIN_BYTES_PER_THREAD;
+#[cfg(feature = "pool")]
+pub use parallel::{MIN_BYTES_PER_PART, XtsPool};
 
 use core::fmt;
 
