@@ -279,30 +279,70 @@ fn main() {
         }
     }
 
-    // Thread scaling of the std helper on a long run (16 MiB of 4 KiB sectors).
+    // Thread scaling on runs of 4 KiB sectors: the scoped helper (threads
+    // spawned per call) and the pool (workers kept between calls), each
+    // against one thread, side by side.
     {
         let key = key_for(64);
         let xts = Xts::new(&key).unwrap();
-        let len = 16 << 20;
-        let mut b1 = vec![0u8; len];
-        let mut b2 = vec![0u8; len];
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut fs: Vec<Box<dyn FnMut() + '_>> = vec![
-            Box::new(|| xts.encrypt_sectors_parallel(0, 4096, &mut b1, 1).unwrap()),
-            Box::new(|| {
-                xts.encrypt_sectors_parallel(0, 4096, &mut b2, cores)
-                    .unwrap()
-            }),
-        ];
-        let r = rotate(&cfg, &[len, len], &mut fs);
+        let pool = envol::xts::XtsPool::new(cores).unwrap();
         println!(
-            "\nThreads: XTS-AES-256 encrypt, 16 MiB of 4 KiB sectors on `{}`: 1 thread {:.2} GB/s, {cores} threads {:.2} GB/s, scaling {:.2}x\n",
-            xts.backend(),
-            r[0],
-            r[1],
-            r[1] / r[0]
+            "\nThreads: XTS-AES-256 encrypt, runs of 4 KiB sectors on `{}`, {cores} threads against one:\n",
+            xts.backend()
         );
+        println!("| run | 1 thread GB/s | scoped GB/s | scaling | pool GB/s | scaling |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        for len in [256usize << 10, 1 << 20, 4 << 20, 16 << 20] {
+            let mut b1 = vec![0u8; len];
+            let mut b2 = vec![0u8; len];
+            let mut b3 = vec![0u8; len];
+            // Below `MIN_BYTES_PER_THREAD` per thread the scoped helper does
+            // not split; force it here to show why.
+            let scoped_threads = cores;
+            let mut fs: Vec<Box<dyn FnMut() + '_>> = vec![
+                Box::new(|| xts.encrypt_sectors(0, 4096, &mut b1).unwrap()),
+                Box::new(|| {
+                    scoped_forced(&xts, &mut b2, scoped_threads);
+                }),
+                Box::new(|| pool.encrypt_sectors(&xts, 0, 4096, &mut b3).unwrap()),
+            ];
+            let r = rotate(&cfg, &[len, len, len], &mut fs);
+            let size = if len >= 1 << 20 {
+                format!("{} MiB", len >> 20)
+            } else {
+                format!("{} KiB", len >> 10)
+            };
+            println!(
+                "| {size} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2}x |",
+                r[0],
+                r[1],
+                r[1] / r[0],
+                r[2],
+                r[2] / r[0]
+            );
+        }
+        println!();
     }
+}
+
+/// Scoped threads spawned for this call, one share each, whatever the size
+/// (what `Xts::encrypt_sectors_parallel` does above its threshold).
+fn scoped_forced(xts: &Xts, buf: &mut [u8], threads: usize) {
+    let per = (buf.len() / 4096).div_ceil(threads) * 4096;
+    std::thread::scope(|s| {
+        let mut parts = buf.chunks_mut(per).enumerate();
+        let mine = parts.next();
+        for (i, part) in parts {
+            s.spawn(move || {
+                xts.encrypt_sectors((i * per / 4096) as u64, 4096, part)
+                    .unwrap()
+            });
+        }
+        if let Some((_, part)) = mine {
+            xts.encrypt_sectors(0, 4096, part).unwrap();
+        }
+    });
 }
 
 /// Sector sizes of the chart.
