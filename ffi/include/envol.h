@@ -40,6 +40,12 @@
 // Alignment in bytes of [`envol_xts`].
 #define ENVOL_XTS_ALIGN 64
 
+// Below this many bytes per share a pool keeps a run on fewer threads.
+#define ENVOL_XTS_POOL_MIN_PART 131072
+
+// Most threads a pool may have.
+#define ENVOL_XTS_POOL_MAX_THREADS 1024
+
 // Largest wrapped-key blob in bytes: a buffer of this size holds any blob
 // envol makes (data keys need far less: 43 + key id length + 32 or 64).
 #define ENVOL_MAX_BLOB 4203
@@ -266,6 +272,15 @@ typedef struct envol_local_kms envol_local_kms;
 // thread at a time per handle.
 typedef struct envol_remote_kms envol_remote_kms;
 
+// A pool of worker threads that spreads long sector runs over cores
+// (hosted builds). Create with `envol_xts_pool_new`, free with
+// `envol_xts_pool_free`. A pool of `threads` has `threads - 1` workers; the
+// calling thread takes one share of each run and returns when the run is
+// done. One pool serves any number of contexts, and calls from several
+// threads at once. A share is at least `ENVOL_XTS_POOL_MIN_PART` bytes, so
+// shorter runs stay on the calling thread.
+typedef struct envol_xts_pool envol_xts_pool;
+
 // A caller-allocated XTS context (`ENVOL_XTS_SIZE` bytes, 64-byte aligned).
 //
 // Initialise with `envol_xts_init`, wipe with `envol_xts_wipe`. The bytes
@@ -489,6 +504,49 @@ enum envol_status envol_xts_decrypt_sectors(const struct envol_xts *ctx,
                                             const uint8_t *in,
                                             uint8_t *out,
                                             size_t len);
+
+// Creates a pool running each call on up to `threads` threads (1 ..=
+// `ENVOL_XTS_POOL_MAX_THREADS`, the caller included) and stores its handle
+// in `*out`. `ENVOL_ERR_INVALID_ARGUMENT` for a thread count out of range,
+// `ENVOL_ERR_IO` if the system refuses to create a thread.
+//
+// # Safety
+// `out` NULL or valid for one pointer write.
+enum envol_status envol_xts_pool_new(size_t threads, struct envol_xts_pool **out);
+
+// Frees a pool, joining its threads. NULL is accepted and ignored. No call
+// on the pool may be running.
+//
+// # Safety
+// `pool` NULL or a handle from `envol_xts_pool_new` not freed before and not
+// used after.
+void envol_xts_pool_free(struct envol_xts_pool *pool);
+
+// `envol_xts_encrypt_sectors` spread over `pool`: same arguments, checks,
+// errors and bytes; nothing is written on error.
+//
+// # Safety
+// `pool` NULL or a live pool; the rest as for `envol_xts_encrypt_sectors`.
+enum envol_status envol_xts_pool_encrypt_sectors(const struct envol_xts_pool *pool,
+                                                 const struct envol_xts *ctx,
+                                                 uint64_t first_sector,
+                                                 size_t sector_size,
+                                                 const uint8_t *in,
+                                                 uint8_t *out,
+                                                 size_t len);
+
+// `envol_xts_decrypt_sectors` spread over `pool`; see
+// `envol_xts_pool_encrypt_sectors`.
+//
+// # Safety
+// As for [`envol_xts_pool_encrypt_sectors`].
+enum envol_status envol_xts_pool_decrypt_sectors(const struct envol_xts_pool *pool,
+                                                 const struct envol_xts *ctx,
+                                                 uint64_t first_sector,
+                                                 size_t sector_size,
+                                                 const uint8_t *in,
+                                                 uint8_t *out,
+                                                 size_t len);
 
 // Encrypts one IEEE 1619 data unit of `len` bytes (16..=2^24, ciphertext
 // stealing when not a multiple of 16) under an arbitrary 16-byte tweak.

@@ -203,13 +203,68 @@ enum Op {
     DecryptUnit([u8; 16]),
 }
 
-/// Shared body of the four data calls: checks everything before touching
-/// `out`, then runs in place (`in == out`) or out of place.
+/// Who runs a sector run: the calling thread, or a pool (hosted builds).
+#[derive(Clone, Copy)]
+enum Runner<'a> {
+    Caller,
+    #[cfg(feature = "std")]
+    Pool(&'a envol::xts::XtsPool),
+    #[cfg(not(feature = "std"))]
+    #[allow(dead_code)]
+    Never(core::convert::Infallible, core::marker::PhantomData<&'a ()>),
+}
+
+impl Runner<'_> {
+    /// A checked run of sectors, in place (`input` None) or out of place.
+    fn sectors(
+        self,
+        xts: &Xts,
+        encrypt: bool,
+        first: u64,
+        size: usize,
+        input: Option<&[u8]>,
+        out: &mut [u8],
+    ) -> Result<(), envol::xts::Error> {
+        match (self, input, encrypt) {
+            #[cfg(feature = "std")]
+            (Runner::Pool(p), None, true) => p.encrypt_sectors(xts, first, size, out),
+            #[cfg(feature = "std")]
+            (Runner::Pool(p), None, false) => p.decrypt_sectors(xts, first, size, out),
+            #[cfg(feature = "std")]
+            (Runner::Pool(p), Some(i), true) => p.encrypt_sectors_to(xts, first, size, i, out),
+            #[cfg(feature = "std")]
+            (Runner::Pool(p), Some(i), false) => p.decrypt_sectors_to(xts, first, size, i, out),
+            (_, None, true) => xts.encrypt_sectors(first, size, out),
+            (_, None, false) => xts.decrypt_sectors(first, size, out),
+            (_, Some(i), true) => xts.encrypt_sectors_to(first, size, i, out),
+            (_, Some(i), false) => xts.decrypt_sectors_to(first, size, i, out),
+        }
+    }
+}
+
+/// Shared body of the data calls: checks everything before touching `out`,
+/// then runs in place (`in == out`) or out of place.
 ///
 /// # Safety
 /// `ctx` as for [`live`]; `input` NULL or valid for `len` reads; `out` NULL or
 /// valid for `len` writes.
 unsafe fn data_call(
+    ctx: *const envol_xts,
+    op: Op,
+    input: *const u8,
+    out: *mut u8,
+    len: usize,
+) -> envol_status {
+    // SAFETY: forwarded contract.
+    unsafe { run_call(Runner::Caller, ctx, op, input, out, len) }
+}
+
+/// [`data_call`] with the sector runs on `runner`.
+///
+/// # Safety
+/// As for [`data_call`].
+unsafe fn run_call(
+    runner: Runner<'_>,
     ctx: *const envol_xts,
     op: Op,
     input: *const u8,
@@ -246,8 +301,8 @@ unsafe fn data_call(
             // the input) and the span fits a slice.
             let buf = unsafe { core::slice::from_raw_parts_mut(out, len) };
             match op {
-                Op::EncryptSectors(f, s) => xts.encrypt_sectors(f, s, buf),
-                Op::DecryptSectors(f, s) => xts.decrypt_sectors(f, s, buf),
+                Op::EncryptSectors(f, s) => runner.sectors(xts, true, f, s, None, buf),
+                Op::DecryptSectors(f, s) => runner.sectors(xts, false, f, s, None, buf),
                 Op::EncryptUnit(t) => xts.encrypt_unit(&t, buf),
                 Op::DecryptUnit(t) => xts.decrypt_unit(&t, buf),
             }
@@ -260,8 +315,8 @@ unsafe fn data_call(
                 )
             };
             match op {
-                Op::EncryptSectors(f, s) => xts.encrypt_sectors_to(f, s, src, dst),
-                Op::DecryptSectors(f, s) => xts.decrypt_sectors_to(f, s, src, dst),
+                Op::EncryptSectors(f, s) => runner.sectors(xts, true, f, s, Some(src), dst),
+                Op::DecryptSectors(f, s) => runner.sectors(xts, false, f, s, Some(src), dst),
                 Op::EncryptUnit(t) => xts.encrypt_unit_to(&t, src, dst),
                 Op::DecryptUnit(t) => xts.decrypt_unit_to(&t, src, dst),
             }
@@ -324,6 +379,139 @@ pub unsafe extern "C" fn envol_xts_decrypt_sectors(
             len,
         )
     }
+}
+
+/// A pool of worker threads that spreads long sector runs over cores
+/// (hosted builds). Create with `envol_xts_pool_new`, free with
+/// `envol_xts_pool_free`. A pool of `threads` has `threads - 1` workers; the
+/// calling thread takes one share of each run and returns when the run is
+/// done. One pool serves any number of contexts, and calls from several
+/// threads at once. A share is at least `ENVOL_XTS_POOL_MIN_PART` bytes, so
+/// shorter runs stay on the calling thread.
+#[cfg(feature = "std")]
+pub struct envol_xts_pool {
+    pool: envol::xts::XtsPool,
+}
+
+/// Below this many bytes per share a pool keeps a run on fewer threads.
+#[cfg(feature = "std")]
+pub const ENVOL_XTS_POOL_MIN_PART: usize = 131_072;
+#[cfg(feature = "std")]
+const _: () = assert!(ENVOL_XTS_POOL_MIN_PART == envol::xts::MIN_BYTES_PER_PART);
+
+/// Most threads a pool may have.
+#[cfg(feature = "std")]
+pub const ENVOL_XTS_POOL_MAX_THREADS: usize = 1024;
+
+/// Creates a pool running each call on up to `threads` threads (1 ..=
+/// `ENVOL_XTS_POOL_MAX_THREADS`, the caller included) and stores its handle
+/// in `*out`. `ENVOL_ERR_INVALID_ARGUMENT` for a thread count out of range,
+/// `ENVOL_ERR_IO` if the system refuses to create a thread.
+///
+/// # Safety
+/// `out` NULL or valid for one pointer write.
+#[cfg(feature = "std")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_xts_pool_new(
+    threads: usize,
+    out: *mut *mut envol_xts_pool,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        if out.is_null() {
+            return envol_status::ENVOL_ERR_NULL_POINTER;
+        }
+        if !(1..=ENVOL_XTS_POOL_MAX_THREADS).contains(&threads) {
+            return envol_status::ENVOL_ERR_INVALID_ARGUMENT;
+        }
+        let Ok(pool) = envol::xts::XtsPool::new(threads) else {
+            return envol_status::ENVOL_ERR_IO;
+        };
+        let h = std::boxed::Box::into_raw(std::boxed::Box::new(envol_xts_pool { pool }));
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out.write(h) };
+        envol_status::ENVOL_OK
+    })
+}
+
+/// Frees a pool, joining its threads. NULL is accepted and ignored. No call
+/// on the pool may be running.
+///
+/// # Safety
+/// `pool` NULL or a handle from `envol_xts_pool_new` not freed before and not
+/// used after.
+#[cfg(feature = "std")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_xts_pool_free(pool: *mut envol_xts_pool) {
+    guard!((), {
+        if !pool.is_null() {
+            // SAFETY: made by `Box::into_raw` in `envol_xts_pool_new`.
+            drop(unsafe { std::boxed::Box::from_raw(pool) });
+        }
+    })
+}
+
+/// The pool behind a handle.
+///
+/// # Safety
+/// `pool` NULL or a live handle from `envol_xts_pool_new`.
+#[cfg(feature = "std")]
+unsafe fn pool_ref<'a>(pool: *const envol_xts_pool) -> Option<&'a envol::xts::XtsPool> {
+    // SAFETY: per the contract; the pool is `Sync`, shared use is fine.
+    unsafe { pool.as_ref() }.map(|p| &p.pool)
+}
+
+/// `envol_xts_encrypt_sectors` spread over `pool`: same arguments, checks,
+/// errors and bytes; nothing is written on error.
+///
+/// # Safety
+/// `pool` NULL or a live pool; the rest as for `envol_xts_encrypt_sectors`.
+#[cfg(feature = "std")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_xts_pool_encrypt_sectors(
+    pool: *const envol_xts_pool,
+    ctx: *const envol_xts,
+    first_sector: u64,
+    sector_size: usize,
+    r#in: *const u8,
+    out: *mut u8,
+    len: usize,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        // SAFETY: forwarded contract.
+        let Some(p) = (unsafe { pool_ref(pool) }) else {
+            return envol_status::ENVOL_ERR_NULL_POINTER;
+        };
+        let op = Op::EncryptSectors(first_sector, sector_size);
+        // SAFETY: forwarded contract.
+        unsafe { run_call(Runner::Pool(p), ctx, op, r#in, out, len) }
+    })
+}
+
+/// `envol_xts_decrypt_sectors` spread over `pool`; see
+/// `envol_xts_pool_encrypt_sectors`.
+///
+/// # Safety
+/// As for [`envol_xts_pool_encrypt_sectors`].
+#[cfg(feature = "std")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_xts_pool_decrypt_sectors(
+    pool: *const envol_xts_pool,
+    ctx: *const envol_xts,
+    first_sector: u64,
+    sector_size: usize,
+    r#in: *const u8,
+    out: *mut u8,
+    len: usize,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        // SAFETY: forwarded contract.
+        let Some(p) = (unsafe { pool_ref(pool) }) else {
+            return envol_status::ENVOL_ERR_NULL_POINTER;
+        };
+        let op = Op::DecryptSectors(first_sector, sector_size);
+        // SAFETY: forwarded contract.
+        unsafe { run_call(Runner::Pool(p), ctx, op, r#in, out, len) }
+    })
 }
 
 /// Reads the 16-byte tweak, or reports NULL.

@@ -1237,6 +1237,87 @@ static void test_wipe_and_reinit(void)
 
 /* ------------------------------------------------------------------------ */
 
+/* The worker pool: the same bytes as the single-threaded calls against the
+ * soft reference (in place and out of place, runs ending at sector 2^64-1),
+ * every argument error with the output untouched, and handle checks. */
+static void test_pool(envol_backend be)
+{
+    static const size_t thread_counts[] = {1, 2, 3, 8};
+    static const size_t sector_sizes[] = {512, 4096};
+    /* 3 MiB + 3 sectors of 4 KiB: split into shares of unequal length. */
+    const size_t len = ((size_t)3 << 20) + 3 * 4096;
+    uint8_t key[64];
+    uint8_t *pt = g_big_a, *ref = g_big_b, *got = g_big_c;
+    envol_xts_pool *pool;
+    static envol_xts never; /* zero: never initialised */
+    static char marker_byte;
+    envol_xts_pool *const marker = (envol_xts_pool *)(void *)&marker_byte;
+    size_t t, s;
+
+    where("pool arguments");
+    pool = marker;
+    CHECK_STATUS(envol_xts_pool_new(0, &pool), ENVOL_ERR_INVALID_ARGUMENT);
+    CHECK(pool == marker);
+    CHECK_STATUS(envol_xts_pool_new(ENVOL_XTS_POOL_MAX_THREADS + 1, &pool),
+                 ENVOL_ERR_INVALID_ARGUMENT);
+    CHECK(pool == marker);
+    CHECK_STATUS(envol_xts_pool_new(2, NULL), ENVOL_ERR_NULL_POINTER);
+    envol_xts_pool_free(NULL);
+
+    random_key(key, 64);
+    CHECK_STATUS(envol_xts_init_with_backend(&g_soft, key, 64, ENVOL_BACKEND_SOFT), ENVOL_OK);
+    CHECK_STATUS(envol_xts_init_with_backend(&g_ctx, key, 64, be), ENVOL_OK);
+    for (t = 0; t < sizeof thread_counts / sizeof thread_counts[0]; t++) {
+        pool = NULL;
+        CHECK_STATUS(envol_xts_pool_new(thread_counts[t], &pool), ENVOL_OK);
+        CHECK(pool != NULL);
+        if (pool == NULL) {
+            continue;
+        }
+        for (s = 0; s < sizeof sector_sizes / sizeof sector_sizes[0]; s++) {
+            size_t ss = sector_sizes[s];
+            uint64_t first = UINT64_MAX - (uint64_t)(len / ss) + 1;
+            where("pool of %lu on %s, %lu-byte sectors", (unsigned long)thread_counts[t], bname(be),
+                  (unsigned long)ss);
+            rnd_fill(pt, len);
+            CHECK_STATUS(envol_xts_encrypt_sectors(&g_soft, first, ss, pt, ref, len), ENVOL_OK);
+            memset(got, 0xA5, len + 64);
+            CHECK_STATUS(envol_xts_pool_encrypt_sectors(pool, &g_ctx, first, ss, pt, got, len),
+                         ENVOL_OK);
+            CHECK(memcmp(got, ref, len) == 0);
+            CHECK(is_filled(got + len, 64, 0xA5));
+            CHECK_STATUS(envol_xts_pool_decrypt_sectors(pool, &g_ctx, first, ss, got, got, len),
+                         ENVOL_OK);
+            CHECK(memcmp(got, pt, len) == 0);
+            CHECK_STATUS(envol_xts_pool_encrypt_sectors(pool, &g_ctx, first, ss, got, got, len),
+                         ENVOL_OK);
+            CHECK(memcmp(got, ref, len) == 0);
+            CHECK_STATUS(envol_xts_pool_decrypt_sectors(pool, &g_ctx, first, ss, ref, got, len),
+                         ENVOL_OK);
+            CHECK(memcmp(got, pt, len) == 0);
+        }
+
+        where("pool of %lu on %s, errors", (unsigned long)thread_counts[t], bname(be));
+        CHECK_DATA_FAILS(envol_xts_pool_encrypt_sectors(NULL, &g_ctx, 0, 4096, pt, got, len),
+                         ENVOL_ERR_NULL_POINTER, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_decrypt_sectors(pool, NULL, 0, 4096, pt, got, len),
+                         ENVOL_ERR_NULL_POINTER, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_encrypt_sectors(pool, &g_ctx, 0, 4096, NULL, got, len),
+                         ENVOL_ERR_NULL_POINTER, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_encrypt_sectors(pool, &g_ctx, UINT64_MAX, 4096, pt, got, len),
+                         ENVOL_ERR_SECTOR_OVERFLOW, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_decrypt_sectors(pool, &g_ctx, 0, 4097, pt, got, len),
+                         ENVOL_ERR_SECTOR_SIZE, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_encrypt_sectors(pool, &g_ctx, 0, 4096, pt, got, len - 16),
+                         ENVOL_ERR_LENGTH, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_encrypt_sectors(pool, &g_ctx, 0, 4096, got + 16, got, len - 4096),
+                         ENVOL_ERR_OVERLAP, got, len);
+        CHECK_DATA_FAILS(envol_xts_pool_encrypt_sectors(pool, &never, 0, 4096, pt, got, len),
+                         ENVOL_ERR_NOT_INITIALIZED, got, len);
+        envol_xts_pool_free(pool);
+    }
+}
+
 int main(void)
 {
     int b;
@@ -1280,6 +1361,7 @@ int main(void)
         test_max_sizes(be);
         test_init_errors(be);
         test_data_errors(be);
+        test_pool(be);
         printf("backend %-8s: %d checks, %d failed\n", bname(be), g_passed + g_failed - before,
                g_failed - failed_before);
     }

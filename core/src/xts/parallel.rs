@@ -187,7 +187,7 @@ impl XtsPool {
         sector_size: usize,
         buf: &mut [u8],
     ) -> Result<(), Error> {
-        self.run(xts, true, first_sector, sector_size, buf)
+        self.run(xts, true, first_sector, sector_size, None, buf)
     }
 
     /// [`Xts::decrypt_sectors`] spread over the pool.
@@ -201,48 +201,83 @@ impl XtsPool {
         sector_size: usize,
         buf: &mut [u8],
     ) -> Result<(), Error> {
-        self.run(xts, false, first_sector, sector_size, buf)
+        self.run(xts, false, first_sector, sector_size, None, buf)
     }
 
+    /// [`Xts::encrypt_sectors_to`] spread over the pool.
+    ///
+    /// # Errors
+    /// As [`Xts::encrypt_sectors_to`]; nothing is written on error.
+    pub fn encrypt_sectors_to(
+        &self,
+        xts: &Xts,
+        first_sector: u64,
+        sector_size: usize,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), Error> {
+        self.run(xts, true, first_sector, sector_size, Some(input), output)
+    }
+
+    /// [`Xts::decrypt_sectors_to`] spread over the pool.
+    ///
+    /// # Errors
+    /// As [`Xts::decrypt_sectors_to`]; nothing is written on error.
+    pub fn decrypt_sectors_to(
+        &self,
+        xts: &Xts,
+        first_sector: u64,
+        sector_size: usize,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), Error> {
+        self.run(xts, false, first_sector, sector_size, Some(input), output)
+    }
+
+    /// One run, in place (`input` None) or from `input` into `out`.
     fn run(
         &self,
         xts: &Xts,
         encrypt: bool,
         first_sector: u64,
         sector_size: usize,
-        buf: &mut [u8],
+        input: Option<&[u8]>,
+        out: &mut [u8],
     ) -> Result<(), Error> {
-        let count = Xts::check_sectors(first_sector, sector_size, buf.len())?;
-        let by_size = buf.len() / MIN_BYTES_PER_PART;
+        if input.is_some_and(|i| i.len() != out.len()) {
+            return Err(Error::Length);
+        }
+        let count = Xts::check_sectors(first_sector, sector_size, out.len())?;
+        let by_size = out.len() / MIN_BYTES_PER_PART;
         let parts = self.threads.min(count).min(by_size.max(1)).max(1);
-        let one = |first: u64, part: &mut [u8]| {
-            if encrypt {
-                xts.encrypt_sectors(first, sector_size, part)
-            } else {
-                xts.decrypt_sectors(first, sector_size, part)
-            }
+        let one = |first: u64, input: Option<&[u8]>, out: &mut [u8]| match (encrypt, input) {
+            (true, None) => xts.encrypt_sectors(first, sector_size, out),
+            (false, None) => xts.decrypt_sectors(first, sector_size, out),
+            (true, Some(i)) => xts.encrypt_sectors_to(first, sector_size, i, out),
+            (false, Some(i)) => xts.decrypt_sectors_to(first, sector_size, i, out),
         };
         if parts == 1 {
-            return one(first_sector, buf);
+            return one(first_sector, input, out);
         }
         let per = share_bytes(count, parts, sector_size);
-        let last = (buf.len() - 1) / per;
+        let last = (out.len() - 1) / per;
+        let mut inputs = input.map(|i| i.chunks(per));
         // Every share is a checked sub-run of a checked run, so none can be
         // refused; the first refusal is kept all the same.
         let refused = std::sync::Mutex::new(None);
+        let keep = |r: Result<(), Error>| {
+            if let Err(e) = r {
+                refused.lock().map(|mut r| *r = Some(e)).ok();
+            }
+        };
         self.workers.in_place_scope(|s| {
-            for (i, (start, part)) in shares(first_sector, sector_size, buf, per).enumerate() {
+            for (i, (start, part)) in shares(first_sector, sector_size, out, per).enumerate() {
+                let from = inputs.as_mut().and_then(Iterator::next);
                 if i == last {
-                    if let Err(e) = one(start, part) {
-                        refused.lock().map(|mut r| *r = Some(e)).ok();
-                    }
+                    keep(one(start, from, part));
                 } else {
-                    let (one, refused) = (&one, &refused);
-                    s.spawn(move |_| {
-                        if let Err(e) = one(start, part) {
-                            refused.lock().map(|mut r| *r = Some(e)).ok();
-                        }
-                    });
+                    let (one, keep) = (&one, &keep);
+                    s.spawn(move |_| keep(one(start, from, part)));
                 }
             }
         });
@@ -341,6 +376,14 @@ mod tests {
                 assert!(par == serial, "ss {ss} n {n} threads {}", pool.threads());
                 pool.decrypt_sectors(&xts, first, ss, &mut par).unwrap();
                 assert!(par == data);
+                let mut to = vec![0u8; data.len()];
+                pool.encrypt_sectors_to(&xts, first, ss, &data, &mut to)
+                    .unwrap();
+                assert!(to == serial);
+                let mut back = vec![0u8; data.len()];
+                pool.decrypt_sectors_to(&xts, first, ss, &to, &mut back)
+                    .unwrap();
+                assert!(back == data);
             }
         }
         let empty: &mut [u8] = &mut [];
@@ -364,7 +407,19 @@ mod tests {
             assert_eq!(pool.encrypt_sectors(&xts, first, ss, &mut buf), Err(want));
             assert_eq!(pool.decrypt_sectors(&xts, first, ss, &mut buf), Err(want));
             assert!(buf == data[..len]);
+            let mut out = vec![0u8; len];
+            assert_eq!(
+                pool.encrypt_sectors_to(&xts, first, ss, &buf, &mut out),
+                Err(want)
+            );
+            assert!(out.iter().all(|&b| b == 0));
         }
+        let mut out = vec![0u8; 4 << 20];
+        assert_eq!(
+            pool.encrypt_sectors_to(&xts, 0, 4096, &data[..(4 << 20) - 4096], &mut out),
+            Err(Error::Length)
+        );
+        assert!(out.iter().all(|&b| b == 0));
     }
 
     #[cfg(feature = "pool")]
