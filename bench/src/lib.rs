@@ -113,11 +113,7 @@ pub mod ossl {
             let mut dec = CipherCtx::new().unwrap();
             dec.decrypt_init(Some(cipher), Some(key), Some(&iv))
                 .unwrap();
-            OpenSsl {
-                enc,
-                dec,
-                label,
-            }
+            OpenSsl { enc, dec, label }
         }
 
         fn run(&mut self, enc: bool, first: u64, sector: usize, buf: &mut [u8]) {
