@@ -450,14 +450,26 @@ pub unsafe extern "C" fn envol_xts_pool_free(pool: *mut envol_xts_pool) {
     })
 }
 
-/// The pool behind a handle.
+/// [`run_call`] on the pool behind a handle.
 ///
 /// # Safety
-/// `pool` NULL or a live handle from `envol_xts_pool_new`.
+/// `pool` NULL or a live handle from `envol_xts_pool_new`; the rest as for
+/// [`data_call`].
 #[cfg(feature = "std")]
-unsafe fn pool_ref<'a>(pool: *const envol_xts_pool) -> Option<&'a envol::xts::XtsPool> {
+unsafe fn pool_call(
+    pool: *const envol_xts_pool,
+    ctx: *const envol_xts,
+    op: Op,
+    input: *const u8,
+    out: *mut u8,
+    len: usize,
+) -> envol_status {
     // SAFETY: per the contract; the pool is `Sync`, shared use is fine.
-    unsafe { pool.as_ref() }.map(|p| &p.pool)
+    let Some(p) = (unsafe { pool.as_ref() }) else {
+        return envol_status::ENVOL_ERR_NULL_POINTER;
+    };
+    // SAFETY: forwarded contract; `run_call` guards against unwinding.
+    unsafe { run_call(Runner::Pool(&p.pool), ctx, op, input, out, len) }
 }
 
 /// `envol_xts_encrypt_sectors` spread over `pool`: same arguments, checks,
@@ -476,15 +488,9 @@ pub unsafe extern "C" fn envol_xts_pool_encrypt_sectors(
     out: *mut u8,
     len: usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: forwarded contract.
-        let Some(p) = (unsafe { pool_ref(pool) }) else {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        };
-        let op = Op::EncryptSectors(first_sector, sector_size);
-        // SAFETY: forwarded contract.
-        unsafe { run_call(Runner::Pool(p), ctx, op, r#in, out, len) }
-    })
+    let op = Op::EncryptSectors(first_sector, sector_size);
+    // SAFETY: forwarded contract.
+    unsafe { pool_call(pool, ctx, op, r#in, out, len) }
 }
 
 /// `envol_xts_decrypt_sectors` spread over `pool`; see
@@ -503,15 +509,9 @@ pub unsafe extern "C" fn envol_xts_pool_decrypt_sectors(
     out: *mut u8,
     len: usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: forwarded contract.
-        let Some(p) = (unsafe { pool_ref(pool) }) else {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        };
-        let op = Op::DecryptSectors(first_sector, sector_size);
-        // SAFETY: forwarded contract.
-        unsafe { run_call(Runner::Pool(p), ctx, op, r#in, out, len) }
-    })
+    let op = Op::DecryptSectors(first_sector, sector_size);
+    // SAFETY: forwarded contract.
+    unsafe { pool_call(pool, ctx, op, r#in, out, len) }
 }
 
 /// Reads the 16-byte tweak, or reports NULL.

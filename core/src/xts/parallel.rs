@@ -27,6 +27,12 @@ pub const MIN_BYTES_PER_THREAD: usize = 1024 * 1024;
 #[cfg(feature = "pool")]
 pub const MIN_BYTES_PER_PART: usize = 128 * 1024;
 
+/// How many shares a checked run of `count` sectors in `len` bytes gets on up
+/// to `threads` threads with at least `min_bytes` per share (1: no split).
+fn parts(threads: usize, count: usize, len: usize, min_bytes: usize) -> usize {
+    threads.min(count).min(len / min_bytes).max(1)
+}
+
 /// How a checked run of `count` sectors is cut into at most `parts` shares
 /// of whole sectors: the bytes of each share but the last.
 fn share_bytes(count: usize, parts: usize, sector_size: usize) -> usize {
@@ -41,7 +47,7 @@ fn shares(
     sector_size: usize,
     buf: &mut [u8],
     per: usize,
-) -> impl Iterator<Item = (u64, &mut [u8])> {
+) -> impl ExactSizeIterator<Item = (u64, &mut [u8])> {
     let mut first = first_sector;
     buf.chunks_mut(per).map(move |part| {
         let start = first;
@@ -82,8 +88,7 @@ impl Xts {
         threads: usize,
     ) -> Result<(), Error> {
         let count = Self::check_sectors(first_sector, sector_size, buf.len())?;
-        let by_size = buf.len() / MIN_BYTES_PER_THREAD;
-        let threads = threads.min(count).min(by_size.max(1)).max(1);
+        let threads = parts(threads, count, buf.len(), MIN_BYTES_PER_THREAD);
         let run = |first: u64, part: &mut [u8]| {
             if encrypt {
                 self.encrypt_sectors(first, sector_size, part)
@@ -95,10 +100,11 @@ impl Xts {
             return run(first_sector, buf);
         }
         let per = share_bytes(count, threads, sector_size);
-        let last = (buf.len() - 1) / per;
+        let shares = shares(first_sector, sector_size, buf, per);
+        let last = shares.len() - 1;
         thread::scope(|s| {
             let mut handles = Vec::with_capacity(threads);
-            for (i, (start, part)) in shares(first_sector, sector_size, buf, per).enumerate() {
+            for (i, (start, part)) in shares.enumerate() {
                 if i == last {
                     // The calling thread takes the last share.
                     run(start, part)?;
@@ -248,8 +254,7 @@ impl XtsPool {
             return Err(Error::Length);
         }
         let count = Xts::check_sectors(first_sector, sector_size, out.len())?;
-        let by_size = out.len() / MIN_BYTES_PER_PART;
-        let parts = self.threads.min(count).min(by_size.max(1)).max(1);
+        let parts = parts(self.threads, count, out.len(), MIN_BYTES_PER_PART);
         let one = |first: u64, input: Option<&[u8]>, out: &mut [u8]| match (encrypt, input) {
             (true, None) => xts.encrypt_sectors(first, sector_size, out),
             (false, None) => xts.decrypt_sectors(first, sector_size, out),
@@ -260,7 +265,8 @@ impl XtsPool {
             return one(first_sector, input, out);
         }
         let per = share_bytes(count, parts, sector_size);
-        let last = (out.len() - 1) / per;
+        let shares = shares(first_sector, sector_size, out, per);
+        let last = shares.len() - 1;
         let mut inputs = input.map(|i| i.chunks(per));
         // Every share is a checked sub-run of a checked run, so none can be
         // refused; the first refusal is kept all the same.
@@ -271,7 +277,7 @@ impl XtsPool {
             }
         };
         self.workers.in_place_scope(|s| {
-            for (i, (start, part)) in shares(first_sector, sector_size, out, per).enumerate() {
+            for (i, (start, part)) in shares.enumerate() {
                 let from = inputs.as_mut().and_then(Iterator::next);
                 if i == last {
                     keep(one(start, from, part));
