@@ -17,6 +17,8 @@ const POLICY: &str = r#"{"Statement":[{"Effect":"Allow","Principal":{"Envol":"hy
 
 fn kms(c: &mut Criterion) {
     let mut kms = LocalKms::new(Box::new(OsEntropy), Box::new(SystemClock), None);
+    kms.set_service_policy("operator", Policy::allow_all(&["operator"]))
+        .unwrap();
     kms.create_key("operator", "disk-key", Policy::parse(POLICY).unwrap())
         .unwrap();
     let ctx = Context::new(&[("volume", "vol-1")]).unwrap();

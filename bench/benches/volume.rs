@@ -20,6 +20,8 @@ fn volume(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("envol-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut kms = LocalKms::new(Box::new(OsEntropy), Box::new(SystemClock), None);
+    kms.set_service_policy("op", Policy::allow_all(&["op"]))
+        .unwrap();
     kms.create_key("op", "k", Policy::allow_all(&["op"]))
         .unwrap();
     let params = Params {

@@ -43,6 +43,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         "key service: master key `disk-key` with a least-privilege policy",
     );
     let mut kms = LocalKms::new(Box::new(OsEntropy), Box::new(SystemClock), None);
+    // Who may create keys at all: the operator, by the service policy.
+    kms.set_service_policy("operator", Policy::allow_all(&["operator"]))?;
     kms.create_key("operator", "disk-key", Policy::parse(POLICY)?)?;
     kms.create_key("operator", "disk-key-2", Policy::parse(POLICY)?)?;
     println!("    hypervisor: GenerateDataKey*/Decrypt/ReEncrypt* for contexts volume=vol-*");
@@ -103,7 +105,10 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     step(5, "stop: detach wipes the data key from memory");
     let detached = vol.detach();
-    println!("    detached volume: {detached:?} (no key; it has no read/write methods)");
+    println!(
+        "    detached: vol-{} holds no key (a detached volume has no read/write methods)",
+        String::from_utf8_lossy(&detached.header().params.volume_id_hex())
+    );
 
     step(
         6,
@@ -143,15 +148,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         .find(|e| e.principal == "admin")
     {
         println!(
-            "    audit #{}: principal={} action={} key={} outcome={:?}",
+            "    audit #{}: principal={} action={} key={} outcome={}",
             e.seq,
             e.principal,
             e.action.name(),
             e.key_id,
-            e.outcome
+            e.outcome.name()
         );
     }
-    envol::kms::audit::verify_chain(kms.audit_log(), true)?;
+    let log: Vec<_> = kms.audit_log().iter().cloned().collect();
+    kms.verify_audit(&log, true, None)?;
     println!(
         "    audit chain of {} events verifies",
         kms.audit_log().len()

@@ -24,6 +24,7 @@ use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::bytes::Reader;
 use crate::xts::KeySize;
 
 /// Most key/value pairs an encryption context may hold.
@@ -328,7 +329,7 @@ impl<'a> Context<'a> {
     /// Parses a canonical encoding; anything else (unsorted, repeated keys,
     /// bad UTF-8, bounds, trailing bytes) is refused.
     pub fn decode(bytes: &'a [u8]) -> Result<Context<'a>, Error> {
-        let mut r = Reader { buf: bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         let n = usize::from(r.u16().ok_or(Error::BadContext)?);
         if n > MAX_CONTEXT_PAIRS {
             return Err(Error::BadContext);
@@ -346,7 +347,7 @@ impl<'a> Context<'a> {
             }
             c.insert(k, v)?;
         }
-        if r.pos != bytes.len() {
+        if !r.at_end() {
             return Err(Error::BadContext);
         }
         Ok(c)
@@ -372,30 +373,6 @@ impl Writer<'_> {
             dst.copy_from_slice(b);
         }
         self.pos = end;
-    }
-}
-
-struct Reader<'b> {
-    buf: &'b [u8],
-    pos: usize,
-}
-
-impl<'b> Reader<'b> {
-    fn take(&mut self, n: usize) -> Option<&'b [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -435,7 +412,7 @@ impl<'a> WrappedKey<'a> {
     /// Parses a blob. Total: any bytes give a value or a typed error; the
     /// whole input must be exactly one blob.
     pub fn parse(bytes: &'a [u8]) -> Result<WrappedKey<'a>, Error> {
-        let mut r = Reader { buf: bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         if r.take(4).ok_or(Error::Truncated)? != MAGIC {
             return Err(Error::BadMagic);
         }
@@ -473,7 +450,7 @@ impl<'a> WrappedKey<'a> {
         if !alg.is_opaque() {
             w.tag.copy_from_slice(r.take(16).ok_or(Error::Truncated)?);
         }
-        if r.pos != bytes.len() {
+        if !r.at_end() {
             return Err(Error::Truncated);
         }
         Ok(w)
@@ -659,6 +636,22 @@ impl<'a> WrappedKey<'a> {
         w.put(&le16(self.ciphertext.len()));
         w.pos
     }
+}
+
+/// HMAC-SHA256 keyed with `key`, built infallibly: HMAC zero-pads keys up
+/// to the 64-byte block and hashes longer ones (RFC 2104), so the padded
+/// block is the same key.
+pub(crate) fn hmac_sha256(key: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    let mut block = [0u8; 64];
+    if key.len() <= 64 {
+        block[..key.len()].copy_from_slice(key);
+    } else {
+        let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(key).into();
+        block[..32].copy_from_slice(&d);
+    }
+    let m = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new(&block.into());
+    zeroize::Zeroize::zeroize(&mut block);
+    m
 }
 
 /// 256-bit master key material of one backing version. Lives only inside a

@@ -27,7 +27,7 @@
 
 use core::fmt;
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -275,24 +275,6 @@ impl fmt::Debug for Header<'_> {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// HMAC-SHA256 keyed with `key`, built infallibly: HMAC zero-pads keys up
-/// to the 64-byte block and hashes longer ones (RFC 2104), so the padded
-/// block is the same key.
-fn hmac_for(key: &[u8]) -> HmacSha256 {
-    let mut block = [0u8; 64];
-    if key.len() <= 64 {
-        block[..key.len()].copy_from_slice(key);
-    } else {
-        let d: [u8; 32] = Sha256::digest(key).into();
-        block[..32].copy_from_slice(&d);
-    }
-    let m = <HmacSha256 as KeyInit>::new(&block.into());
-    zeroize::Zeroize::zeroize(&mut block);
-    m
-}
-
 /// The header MAC key, HMAC-SHA256(data key, label): never the data key
 /// itself. Zeroized on drop.
 pub struct MacKey([u8; 32]);
@@ -312,7 +294,7 @@ impl fmt::Debug for MacKey {
 impl MacKey {
     /// Derives the MAC key from a data key.
     pub fn derive(dek: &[u8]) -> MacKey {
-        let mut m = hmac_for(dek);
+        let mut m = crate::envelope::hmac_sha256(dek);
         m.update(b"envol header MAC key v1");
         MacKey(m.finalize().into_bytes().into())
     }
@@ -527,7 +509,7 @@ impl<'a> Header<'a> {
 }
 
 fn compute_mac(key: &MacKey, body: &[u8]) -> [u8; 32] {
-    let mut m = hmac_for(&key.0);
+    let mut m = crate::envelope::hmac_sha256(&key.0);
     m.update(body);
     m.finalize().into_bytes().into()
 }

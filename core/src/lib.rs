@@ -15,6 +15,7 @@ extern crate std;
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+mod bytes;
 pub mod envelope;
 pub mod header;
 pub mod kms;

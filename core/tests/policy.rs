@@ -324,7 +324,9 @@ const LEAST_PRIVILEGE: &str = r#"{
         "kms:PutKeyPolicy", "kms:GetKeyPolicy",
         "kms:CreateGrant", "kms:ListGrants", "kms:RetireGrant", "kms:RevokeGrant",
         "kms:RotateKeyOnDemand", "kms:EnableKeyRotation", "kms:DisableKeyRotation",
-        "kms:ListProtectedVolumes", "kms:ReadAuditLog"
+        "kms:ListProtectedVolumes", "kms:ReadAuditLog",
+        "kms:ForgetVolume", "kms:RetireVolume", "kms:CreateKey", "kms:ListKeys",
+        "kms:PutServicePolicy", "kms:DeleteKey", "kms:RotateKey"
       ]
     },
     {
@@ -336,7 +338,7 @@ const LEAST_PRIVILEGE: &str = r#"{
   ]
 }"#;
 
-const ADMIN_ACTIONS: [Action; 16] = [
+const ADMIN_ACTIONS: [Action; 23] = [
     Action::DescribeKey,
     Action::EnableKey,
     Action::DisableKey,
@@ -353,6 +355,13 @@ const ADMIN_ACTIONS: [Action; 16] = [
     Action::DisableKeyRotation,
     Action::ListProtectedVolumes,
     Action::ReadAuditLog,
+    Action::ForgetVolume,
+    Action::RetireVolume,
+    Action::CreateKey,
+    Action::ListKeys,
+    Action::PutServicePolicy,
+    Action::DeleteKey,
+    Action::RotateKey,
 ];
 
 const DATA_ACTIONS: [Action; 6] = [

@@ -58,6 +58,8 @@ fn kms() -> LocalKms {
         Box::new(FixedClock(Arc::new(AtomicU64::new(1_700_000_000)))),
         None,
     );
+    k.set_service_policy("operator", Policy::allow_all(&["operator"]))
+        .unwrap();
     k.create_key("operator", "key-a", Policy::parse(POLICY).unwrap())
         .unwrap();
     k.create_key("operator", "key-b", Policy::parse(POLICY).unwrap())

@@ -36,6 +36,11 @@
 
 #include "envol.h"
 
+/* Who may create keys on the service: the operator. */
+static const char SERVICE_POLICY[] =
+    "{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":{\"Envol\":\"operator\"},"
+    "\"Action\":\"kms:CreateKey\"}}";
+
 /* The seed's least-privilege policy (core/examples/lifecycle.rs). */
 static const char POLICY[] =
     "{\n"
@@ -182,10 +187,14 @@ static int contains(const uint8_t *hay, size_t hay_len, const void *needle, size
 static int last_audit_line(envol_local_kms *kms, const char *principal)
 {
     char needle[300];
-    size_t i = envol_local_kms_audit_len(kms), len = 0;
+    uint64_t first = 0, seq = 0;
+    size_t len = 0;
     snprintf(needle, sizeof needle, "principal=%s ", principal);
-    while (i-- > 0) {
-        if (envol_local_kms_audit_line(kms, i, g_line, sizeof g_line, &len) == ENVOL_OK &&
+    if (envol_local_kms_audit_range(kms, &first, &seq) != ENVOL_OK) {
+        return 0;
+    }
+    while (seq-- > first) {
+        if (envol_local_kms_audit_event_line(kms, seq, g_line, sizeof g_line, &len) == ENVOL_OK &&
             strstr(g_line, needle) != NULL) {
             return 1;
         }
@@ -232,6 +241,9 @@ int main(int argc, char **argv)
         printf("    cannot start the key service\n");
         return 1;
     }
+    /* Who may create keys at all is the service policy's to say. */
+    expect_status(envol_local_kms_set_service_policy(kms, "operator", SERVICE_POLICY), ENVOL_OK,
+                  "service policy");
     expect_status(envol_local_kms_create_key(kms, "operator", "disk-key", POLICY), ENVOL_OK,
                   "create disk-key");
     expect_status(envol_local_kms_create_key(kms, "operator", "disk-key-2", POLICY), ENVOL_OK,

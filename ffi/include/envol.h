@@ -3,16 +3,17 @@
  *
  * Conventions: every symbol starts with envol_; every fallible call returns
  * envol_status (ENVOL_OK = 0); nothing unwinds into C; a failed call writes
- * nothing to its outputs (documented exceptions: envol_local_kms_seal and
- * envol_local_kms_audit_line report a needed buffer size, and
+ * nothing to its outputs (documented exceptions: envol_local_kms_seal,
+ * envol_local_kms_audit_event_line and envol_local_kms_audit_head report a
+ * needed buffer size, and
  * envol_volume_read's buffer holds what the device gave on ENVOL_ERR_IO);
  * contexts and volumes are caller-allocated structs of a size fixed here
  * (check envol_xts_size() == sizeof(envol_xts) and envol_volume_size() ==
  * sizeof(envol_volume) at start-up); block devices and key services plug in
  * as callback tables (envol_block_device, envol_kms_callbacks); the
  * reference key service is an opaque heap handle (envol_local_kms, hosted
- * builds, one thread at a time), and so are AWS KMS and PKCS#11 HSMs
- * (envol_remote_kms, hosted builds with the `remote` cargo feature);
+ * builds, safe to share between threads), and so are AWS KMS and PKCS#11
+ * HSMs (envol_remote_kms, hosted builds with the `remote` cargo feature);
  * pointers are checked for NULL; strings are NUL-terminated UTF-8; lengths
  * are size_t, sectors uint64_t. Compiles as C99 and C++, hosted or
  * -ffreestanding.
@@ -71,6 +72,9 @@
 
 // Most operations one grant may list.
 #define ENVOL_MAX_GRANT_OPERATIONS 32
+
+// Size of a buffer that always holds an audit head and its NUL.
+#define ENVOL_AUDIT_HEAD_SIZE 96
 
 // Size of one volume header slot in bytes. A volume starts with two
 // copies: slot A at byte 0, slot B at byte `ENVOL_HEADER_SLOT_SIZE`.
@@ -196,13 +200,30 @@ typedef enum envol_status {
   // (or empty).
   ENVOL_ERR_VOLUME_DETACHED = 37,
   // The data key does not fit the volume's cipher suite (a key service
-  // returned a key of the other size, or a key passed in has the wrong size).
+  // returned a key of the other size, or a key passed in has the wrong
+  // size), or a rewrap's new wrapped key does not hold the volume's data
+  // key (the header is then left as it was).
   ENVOL_ERR_KEY_MISMATCH = 38,
   // Volume parameters passed in are out of range: sector size not a power
   // of two in 512..=65536, data offset below 8192 or not a multiple of
   // 4096 and of the sector size, volume size 0 or not a multiple of the
-  // sector size, or offset + size past 2^64 - 1.
+  // sector size, or offset + size past 2^64 - 1; or, when creating, an
+  // all-zero volume id (use random ids).
   ENVOL_ERR_VOLUME_PARAMS = 39,
+  // A quota of the key service would be exceeded (keys, grants, the
+  // size of its sealed store).
+  ENVOL_ERR_LIMIT_EXCEEDED = 40,
+  // The device already holds an envol volume (either header copy):
+  // creating one there would destroy its data key, and so its data. Use
+  // `envol_volume_overwrite` to do that on purpose.
+  ENVOL_ERR_VOLUME_EXISTS = 41,
+  // The volume's header names another volume id than the one the caller
+  // expects (a copied or foreign header).
+  ENVOL_ERR_WRONG_VOLUME = 42,
+  // The volume's lease ran out, or its renewal was refused by the key
+  // service: its data key was wiped. Detach, and attach again once the
+  // key service allows it.
+  ENVOL_ERR_LEASE_EXPIRED = 43,
 } envol_status;
 
 // The XTS kernels, by number. `ENVOL_BACKEND_AUTO` picks the best one.
@@ -255,21 +276,23 @@ typedef enum envol_cipher {
 } envol_cipher;
 
 // The reference key service (`LocalKms`) as an opaque handle: master
-// keys made inside with the OS's randomness and never handed out, key
-// policies, grants, rotation, deletion windows on the system clock, and
-// a hash-chained audit log of every call, allowed or refused.
+// keys made inside with the OS's randomness and never handed out, a
+// service policy for creating keys, key policies, grants, rotation,
+// deletion windows on the system clock, tombstones of retired volumes, and
+// a keyed, hash-chained audit log of every call, allowed or refused.
 //
 // Create with `envol_local_kms_new` or `envol_local_kms_unseal`, free
-// with `envol_local_kms_free`. Not thread-safe: use a handle from one
-// thread at a time (calls on different handles may run in parallel).
+// with `envol_local_kms_free`. Safe to share between threads: each call
+// holds the handle's lock for its duration.
 typedef struct envol_local_kms envol_local_kms;
 
 // AWS KMS or a PKCS#11 token as an opaque handle (hosted builds with the
 // `remote` feature). Create with `envol_aws_kms_new` or
 // `envol_pkcs11_kms_new`, optionally add a cache with
 // `envol_remote_kms_enable_cache`, get its callback table with
-// `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. One
-// thread at a time per handle.
+// `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. Safe
+// to share between threads: calls on one handle take turns (each holds
+// the handle's lock for its duration, network round trip included).
 typedef struct envol_remote_kms envol_remote_kms;
 
 // A pool of worker threads that spreads long sector runs over cores
@@ -324,6 +347,15 @@ typedef struct envol_kv {
 // - `re_encrypt`: re-wrap `blob` (made under `src_ctx`) under `dest_key_id`
 //   and `dst_ctx` into `blob_out` (at most `blob_cap` bytes), its length to
 //   `*out_len`; may be NULL if the service cannot.
+// - `retire_context`: record that the volume named by `ctx` (whose data
+//   key is `blob`) was retired, so the service never unwraps it for that
+//   context again; `*kept` = 1 if it keeps such a tombstone, 0 if it
+//   cannot. May be NULL (as if it always said 0).
+//
+// Callbacks may be called from several threads at once when a volume is
+// shared between threads (attach of one volume while another renews its
+// lease, say): a table must be safe for that, or the caller must not share
+// its volumes. The tables of envol's own handles are.
 typedef struct envol_kms_callbacks {
   // Passed unchanged as the first argument of every callback.
   void *user;
@@ -362,7 +394,23 @@ typedef struct envol_kms_callbacks {
                              uint8_t *blob_out,
                              size_t blob_cap,
                              size_t *out_len);
+  // Records a retired volume's context (a tombstone); may be NULL.
+  envol_status (*retire_context)(void *user,
+                                 const char *principal,
+                                 const uint8_t *blob,
+                                 size_t blob_len,
+                                 const struct envol_kv *ctx,
+                                 size_t ctx_len,
+                                 int *kept);
 } envol_kms_callbacks;
+
+// An audit sink: stores one event, `len` bytes of text at `line` (no line
+// ending; `line[len]` is a NUL), durably, and returns 0 — or anything
+// else if it could not, which makes the audited call fail with
+// `ENVOL_ERR_AUDIT_FAILED` and change nothing. It is called with the key
+// service's lock held (from whichever thread made the call), and must not
+// call back into that key service.
+typedef int (*envol_audit_sink_fn)(void *user, const char *line, size_t len);
 
 // A caller-allocated volume (`ENVOL_VOLUME_SIZE` bytes, 64-byte aligned):
 // everything the high-level calls need, with no allocation — copies of the
@@ -622,6 +670,103 @@ enum envol_status envol_xts_init_from_blob(struct envol_xts *ctx,
                                            const struct envol_kv *enc_ctx,
                                            size_t enc_ctx_len);
 
+// Sends every audit event of the handle to `sink` (with `user` as its
+// first argument) before the change it records is made; a sink that fails
+// makes the call fail with `ENVOL_ERR_AUDIT_FAILED`, changing nothing
+// (fail closed). A NULL `sink` removes the sink (events are then kept only
+// in the handle's in-memory window). The sink and `user` must stay valid,
+// and be callable from any thread that uses the handle, until replaced or
+// until the handle is freed.
+//
+// # Safety
+// `kms` NULL or a live handle; `sink` NULL or a function keeping the
+// contract of `envol_audit_sink_fn`.
+enum envol_status envol_local_kms_set_audit_sink(struct envol_local_kms *kms,
+                                                 envol_audit_sink_fn sink,
+                                                 void *user);
+
+// The number of events in the handle's in-memory window, or 0 for NULL:
+// the most recent ones (at most 65,536), the oldest at
+// `envol_local_kms_audit_range`'s `first_seq`. Older events went only to
+// the sink.
+//
+// # Safety
+// `kms` NULL or a live handle.
+size_t envol_local_kms_audit_len(const struct envol_local_kms *kms);
+
+// The sequence numbers the in-memory window spans: events `*first_seq ..
+// *next_seq` are held (none when the two are equal); `*next_seq` is the
+// number the next event will carry. Sequence numbers never change as the
+// window moves.
+//
+// # Safety
+// `kms` NULL or a live handle; `first_seq`, `next_seq` NULL or writable.
+enum envol_status envol_local_kms_audit_range(const struct envol_local_kms *kms,
+                                              uint64_t *first_seq,
+                                              uint64_t *next_seq);
+
+// Writes audit event `seq` (one of the in-memory window, see
+// `envol_local_kms_audit_range`) as one NUL-terminated line to `buf` and
+// its length (without the NUL) to `*len` — the same line a sink receives.
+// A sequence number outside the window is `ENVOL_ERR_INVALID_ARGUMENT`.
+//
+// Exception to "a failed call writes nothing": when `cap` is too small
+// the result is `ENVOL_ERR_BUFFER_TOO_SMALL` and `*len` is set to the
+// buffer size needed, NUL included (nothing is written to `buf`). `buf`
+// may be NULL when `cap` is 0, to ask for the size.
+//
+// # Safety
+// `kms` NULL or a live handle; `buf` NULL or valid for `cap` writes;
+// `len` NULL or writable.
+enum envol_status envol_local_kms_audit_event_line(const struct envol_local_kms *kms,
+                                                   uint64_t seq,
+                                                   char *buf,
+                                                   size_t cap,
+                                                   size_t *len);
+
+// Writes the chain's head — the newest event, as `seq=<n> hash=<64 hex>` —
+// to `buf` (NUL-terminated) and its length to `*len`; before any event,
+// the empty string. An operator keeps heads somewhere the service cannot
+// write, and later checks a saved trail against one with
+// `envol_local_kms_audit_verify_lines`: a trail cut before the head, or
+// rewritten up to it, fails. Sizes as for `envol_local_kms_audit_event_line`
+// (`ENVOL_AUDIT_HEAD_SIZE` always suffices).
+//
+// # Safety
+// As for [`envol_local_kms_audit_event_line`].
+enum envol_status envol_local_kms_audit_head(const struct envol_local_kms *kms,
+                                             char *buf,
+                                             size_t cap,
+                                             size_t *len);
+
+// Checks the handle's in-memory window: consecutive sequence numbers,
+// each event linked to the one before and carrying the right MAC under
+// the service's audit key (and, for a window starting at event 0, a zero
+// first link). `ENVOL_ERR_AUDIT_FAILED` if it does not verify.
+//
+// # Safety
+// `kms` NULL or a live handle.
+enum envol_status envol_local_kms_audit_verify(const struct envol_local_kms *kms);
+
+// Verifies a saved trail — `text_len` bytes at `text`, one line per event
+// as the sink received them, `\n`-separated — under this service's audit
+// key: consecutive sequence numbers, each line linked to the one before,
+// every MAC right; with `from_genesis` != 0 it must start at event 0. With
+// a `head` (a string from `envol_local_kms_audit_head`; NULL or "" for
+// none), the trail must also reach that event unchanged, so a trail cut at
+// its end or re-hashed is refused. `ENVOL_OK` if it verifies, else
+// `ENVOL_ERR_AUDIT_FAILED`; a head that does not parse is
+// `ENVOL_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `kms` NULL or a live handle; `text` NULL (only with `text_len` 0) or
+// valid for `text_len` reads; `head` NULL or NUL-terminated.
+enum envol_status envol_local_kms_audit_verify_lines(const struct envol_local_kms *kms,
+                                                     const char *text,
+                                                     size_t text_len,
+                                                     const char *head,
+                                                     int from_genesis);
+
 // Creates an empty key service (no keys, empty audit log) using the
 // OS's randomness and the system clock, and stores its handle in
 // `*out`.
@@ -675,11 +820,28 @@ enum envol_status envol_local_kms_unseal(const uint8_t root_key[32],
                                          size_t len,
                                          struct envol_local_kms **out);
 
+// Sets the service policy (policy JSON in the key-policy language), which
+// says who may create keys (`kms:CreateKey`), list them (`kms:ListKeys`)
+// and replace it (`kms:PutServicePolicy`). A new service has none, and
+// then nobody may create keys: the first is set by whoever holds the
+// handle (the operator, at setup); after that, `principal` needs
+// `kms:PutServicePolicy` under the current one (else
+// `ENVOL_ERR_ACCESS_DENIED`). Audited as `kms:PutServicePolicy`.
+//
+// # Safety
+// `kms` NULL or a live handle; each string NULL or NUL-terminated.
+enum envol_status envol_local_kms_set_service_policy(struct envol_local_kms *kms,
+                                                     const char *principal,
+                                                     const char *policy_json);
+
 // Creates master key `key_id` with a fresh backing version and the key
 // policy `policy_json` (AWS KMS policy JSON with `"Envol"` principals).
-// Audited as `kms:PutKeyPolicy` by `creator`. An invalid or already
-// used key id is `ENVOL_ERR_KEY_ID`, an invalid policy
-// `ENVOL_ERR_POLICY`.
+// Needs `kms:CreateKey` under the service policy (see
+// `envol_local_kms_set_service_policy`; else `ENVOL_ERR_ACCESS_DENIED`);
+// audited as `kms:CreateKey` by `creator`. An invalid or already used key
+// id is `ENVOL_ERR_KEY_ID`, an invalid policy `ENVOL_ERR_POLICY`, a
+// principal that is empty or starts with `(` `ENVOL_ERR_INVALID_ARGUMENT`,
+// the service's key quota `ENVOL_ERR_LIMIT_EXCEEDED`.
 //
 // # Safety
 // `kms` NULL or a live handle; each string NULL or NUL-terminated.
@@ -687,6 +849,20 @@ enum envol_status envol_local_kms_create_key(struct envol_local_kms *kms,
                                              const char *creator,
                                              const char *key_id,
                                              const char *policy_json);
+
+// Forgets that `key_id` protects the volume whose encryption context is
+// `ctx` (after the volume was destroyed or moved to another key), so that
+// deleting the key no longer needs `force` for it. Needs
+// `kms:ForgetVolume`.
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated; `ctx` as
+// for every context argument.
+enum envol_status envol_local_kms_forget_volume(struct envol_local_kms *kms,
+                                                const char *principal,
+                                                const char *key_id,
+                                                const struct envol_kv *ctx,
+                                                size_t ctx_len);
 
 // Replaces the key policy of `key_id` (needs `kms:PutKeyPolicy`).
 //
@@ -857,46 +1033,6 @@ enum envol_status envol_local_kms_protected_volume_count(struct envol_local_kms 
                                                          const char *key_id,
                                                          size_t *count);
 
-// The number of events in the handle's in-memory audit log, or 0 for
-// NULL: every call since the handle was created or unsealed, up to the
-// service's in-memory window (the oldest events are then dropped; the
-// chain continues and still verifies).
-//
-// # Safety
-// `kms` NULL or a live handle.
-size_t envol_local_kms_audit_len(const struct envol_local_kms *kms);
-
-// Writes audit event `index` (0 = oldest held) as one NUL-terminated
-// human-readable line to `buf` and its length (without the NUL) to
-// `*len`, e.g.
-// `seq=3 time=1700000000 principal=mallory action=kms:Decrypt key=disk-key context={volume=vol-1} outcome=ENVOL_ERR_ACCESS_DENIED hash=0123456789abcdef`
-// (`hash` is the first 8 bytes of the event's chain hash; in names and
-// context strings, controls, space, `\`, `=`, `,`, `{` and `}` appear
-// as `\xNN`). An index past the end is `ENVOL_ERR_INVALID_ARGUMENT`.
-//
-// Exception to "a failed call writes nothing": when `cap` is too small
-// the result is `ENVOL_ERR_BUFFER_TOO_SMALL` and `*len` is set to the
-// buffer size needed, NUL included (nothing is written to `buf`). `buf`
-// may be NULL when `cap` is 0, to ask for the size.
-//
-// # Safety
-// `kms` NULL or a live handle; `buf` NULL or valid for `cap` writes;
-// `len` NULL or writable.
-enum envol_status envol_local_kms_audit_line(const struct envol_local_kms *kms,
-                                             size_t index,
-                                             char *buf,
-                                             size_t cap,
-                                             size_t *len);
-
-// Checks the handle's audit log: consecutive sequence numbers, each
-// event linked to the one before and carrying its own correct hash
-// (and, for a log starting at event 0, a zero first link).
-// `ENVOL_ERR_AUDIT_FAILED` if it does not verify.
-//
-// # Safety
-// `kms` NULL or a live handle.
-enum envol_status envol_local_kms_audit_verify(const struct envol_local_kms *kms);
-
 // Makes a fresh data key of `dek_len` bytes (32: XTS-AES-128, 64:
 // XTS-AES-256, else `ENVOL_ERR_KEY_LENGTH`) under master key `key_id`,
 // bound to the encryption context `ctx`; writes it in plaintext to
@@ -970,11 +1106,11 @@ enum envol_status envol_local_kms_re_encrypt(struct envol_local_kms *kms,
                                              size_t blob_cap,
                                              size_t *out_len);
 
-// Fills `*out` with a callback table whose three functions call this
-// handle (`user` is the handle), so code written against
-// `envol_kms_callbacks` (e.g. `envol_xts_init_from_blob`) runs on the
-// reference service unchanged. The table is valid while the handle
-// lives, and shares its one-thread-at-a-time rule.
+// Fills `*out` with a callback table whose functions call this handle
+// (`user` is the handle), so code written against `envol_kms_callbacks`
+// (e.g. `envol_xts_init_from_blob`, volumes) runs on the reference
+// service unchanged. The table is valid while the handle lives and, like
+// the handle, may be used from several threads at once.
 //
 // # Safety
 // `kms` NULL or a live handle; `out` NULL or writable.

@@ -101,17 +101,34 @@ pub enum envol_status {
     /// (or empty).
     ENVOL_ERR_VOLUME_DETACHED = 37,
     /// The data key does not fit the volume's cipher suite (a key service
-    /// returned a key of the other size, or a key passed in has the wrong size).
+    /// returned a key of the other size, or a key passed in has the wrong
+    /// size), or a rewrap's new wrapped key does not hold the volume's data
+    /// key (the header is then left as it was).
     ENVOL_ERR_KEY_MISMATCH = 38,
     /// Volume parameters passed in are out of range: sector size not a power
     /// of two in 512..=65536, data offset below 8192 or not a multiple of
     /// 4096 and of the sector size, volume size 0 or not a multiple of the
-    /// sector size, or offset + size past 2^64 - 1.
+    /// sector size, or offset + size past 2^64 - 1; or, when creating, an
+    /// all-zero volume id (use random ids).
     ENVOL_ERR_VOLUME_PARAMS = 39,
+    /// A quota of the key service would be exceeded (keys, grants, the
+    /// size of its sealed store).
+    ENVOL_ERR_LIMIT_EXCEEDED = 40,
+    /// The device already holds an envol volume (either header copy):
+    /// creating one there would destroy its data key, and so its data. Use
+    /// `envol_volume_overwrite` to do that on purpose.
+    ENVOL_ERR_VOLUME_EXISTS = 41,
+    /// The volume's header names another volume id than the one the caller
+    /// expects (a copied or foreign header).
+    ENVOL_ERR_WRONG_VOLUME = 42,
+    /// The volume's lease ran out, or its renewal was refused by the key
+    /// service: its data key was wiped. Detach, and attach again once the
+    /// key service allows it.
+    ENVOL_ERR_LEASE_EXPIRED = 43,
 }
 
 impl envol_status {
-    pub(crate) const ALL: [envol_status; 40] = [
+    pub(crate) const ALL: [envol_status; 44] = [
         envol_status::ENVOL_OK,
         envol_status::ENVOL_ERR_NULL_POINTER,
         envol_status::ENVOL_ERR_KEY_LENGTH,
@@ -152,6 +169,10 @@ impl envol_status {
         envol_status::ENVOL_ERR_VOLUME_DETACHED,
         envol_status::ENVOL_ERR_KEY_MISMATCH,
         envol_status::ENVOL_ERR_VOLUME_PARAMS,
+        envol_status::ENVOL_ERR_LIMIT_EXCEEDED,
+        envol_status::ENVOL_ERR_VOLUME_EXISTS,
+        envol_status::ENVOL_ERR_WRONG_VOLUME,
+        envol_status::ENVOL_ERR_LEASE_EXPIRED,
     ];
 
     /// The status with this number, if there is one.
@@ -207,6 +228,10 @@ impl envol_status {
             envol_status::ENVOL_ERR_VOLUME_DETACHED => c"ENVOL_ERR_VOLUME_DETACHED",
             envol_status::ENVOL_ERR_KEY_MISMATCH => c"ENVOL_ERR_KEY_MISMATCH",
             envol_status::ENVOL_ERR_VOLUME_PARAMS => c"ENVOL_ERR_VOLUME_PARAMS",
+            envol_status::ENVOL_ERR_LIMIT_EXCEEDED => c"ENVOL_ERR_LIMIT_EXCEEDED",
+            envol_status::ENVOL_ERR_VOLUME_EXISTS => c"ENVOL_ERR_VOLUME_EXISTS",
+            envol_status::ENVOL_ERR_WRONG_VOLUME => c"ENVOL_ERR_WRONG_VOLUME",
+            envol_status::ENVOL_ERR_LEASE_EXPIRED => c"ENVOL_ERR_LEASE_EXPIRED",
         }
     }
 }
@@ -238,6 +263,8 @@ impl From<KmsError> for envol_status {
             KmsError::Unavailable => envol_status::ENVOL_ERR_KMS_UNAVAILABLE,
             KmsError::AuditFailed => envol_status::ENVOL_ERR_AUDIT_FAILED,
             KmsError::KeyInUse => envol_status::ENVOL_ERR_KEY_IN_USE,
+            KmsError::LimitExceeded => envol_status::ENVOL_ERR_LIMIT_EXCEEDED,
+            KmsError::VolumeRetired => envol_status::ENVOL_ERR_VOLUME_RETIRED,
             // A variant newer than this mapping: a gap in envol itself.
             _ => envol_status::ENVOL_ERR_INTERNAL,
         }
@@ -260,6 +287,8 @@ pub(crate) fn kms_result(status: envol_status_arg) -> Result<(), KmsError> {
         Some(envol_status::ENVOL_ERR_BUFFER_TOO_SMALL) => Err(KmsError::BufferTooSmall),
         Some(envol_status::ENVOL_ERR_AUDIT_FAILED) => Err(KmsError::AuditFailed),
         Some(envol_status::ENVOL_ERR_KEY_IN_USE) => Err(KmsError::KeyInUse),
+        Some(envol_status::ENVOL_ERR_LIMIT_EXCEEDED) => Err(KmsError::LimitExceeded),
+        Some(envol_status::ENVOL_ERR_VOLUME_RETIRED) => Err(KmsError::VolumeRetired),
         Some(
             envol_status::ENVOL_ERR_INVALID_ARGUMENT
             | envol_status::ENVOL_ERR_NULL_POINTER

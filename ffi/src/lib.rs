@@ -23,14 +23,25 @@ mod boundary;
 mod xts;
 // The key service, built on the engine.
 mod kms;
+// What every C key-service handle shares, and the reference service.
+#[cfg(feature = "std")]
+mod audit;
+#[cfg(feature = "std")]
+mod local_kms;
+#[cfg(feature = "std")]
+mod service;
 // Volumes: the high-level lifecycle and the low-level header calls.
 mod volume;
 // Raw-master-key wrap/unwrap for firmware without a key service.
 mod envelope;
 
+#[cfg(feature = "std")]
+pub use audit::*;
 pub use boundary::{envol_backend, envol_backend_arg, envol_status, envol_status_arg};
 pub use envelope::*;
 pub use kms::*;
+#[cfg(feature = "std")]
+pub use local_kms::*;
 pub use volume::*;
 pub use xts::*;
 /// AWS KMS and PKCS#11 key services (hosted builds, feature `remote`).

@@ -9,6 +9,7 @@ use core::ffi::{c_char, c_void};
 use core::mem::align_of;
 use std::boxed::Box;
 use std::string::String;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use envol::envelope::{Context, DataKey};
@@ -20,7 +21,8 @@ use envol_kms::pkcs11::{AuthPin, Pkcs11Config, Pkcs11Kms};
 use zeroize::Zeroizing;
 
 use crate::boundary::{StrError, envol_status, guard, in_str, try_status};
-use crate::kms::{ServiceHandle, callback_table, envol_kms_callbacks};
+use crate::kms::envol_kms_callbacks;
+use crate::service::{ServiceHandle, callback_table};
 
 /// Longest string argument of this part of the ABI (URLs, paths, secrets).
 const MAX_ARG: usize = 4096;
@@ -77,19 +79,19 @@ enum Held {
 /// `remote` feature). Create with `envol_aws_kms_new` or
 /// `envol_pkcs11_kms_new`, optionally add a cache with
 /// `envol_remote_kms_enable_cache`, get its callback table with
-/// `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. One
-/// thread at a time per handle.
+/// `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. Safe
+/// to share between threads: calls on one handle take turns (each holds
+/// the handle's lock for its duration, network round trip included).
 pub struct envol_remote_kms {
-    held: Option<Held>,
+    held: Mutex<Option<Held>>,
 }
 
-impl envol_remote_kms {
-    fn kms(&mut self) -> Result<&mut dyn Kms, envol_status> {
-        match self.held.as_mut() {
-            Some(Held::Plain(k)) => Ok(k),
-            Some(Held::Cached(k)) => Ok(k),
-            None => Err(envol_status::ENVOL_ERR_INTERNAL),
-        }
+/// The key service a handle holds.
+fn kms_of(held: &mut Option<Held>) -> Result<&mut dyn Kms, envol_status> {
+    match held.as_mut() {
+        Some(Held::Plain(k)) => Ok(k),
+        Some(Held::Cached(k)) => Ok(k),
+        None => Err(envol_status::ENVOL_ERR_INTERNAL),
     }
 }
 
@@ -188,25 +190,30 @@ unsafe fn opt_str<'a>(ptr: *const c_char) -> Result<Option<&'a str>, envol_statu
 /// `out` non-NULL and writable.
 unsafe fn publish(out: *mut *mut envol_remote_kms, service: Service) {
     let h = Box::into_raw(Box::new(envol_remote_kms {
-        held: Some(Held::Plain(service)),
+        held: Mutex::new(Some(Held::Plain(service))),
     }));
     // SAFETY: per the contract.
     unsafe { out.write(h) };
 }
 
-/// The handle behind a pointer.
+/// What the handle behind a pointer holds, locked for the caller.
 ///
 /// # Safety
-/// `kms` NULL or a live handle used by this call alone.
-unsafe fn handle<'a>(kms: *mut envol_remote_kms) -> Result<&'a mut envol_remote_kms, envol_status> {
+/// `kms` NULL or a live handle.
+unsafe fn handle<'a>(
+    kms: *mut envol_remote_kms,
+) -> Result<MutexGuard<'a, Option<Held>>, envol_status> {
     if kms.is_null() {
         return Err(envol_status::ENVOL_ERR_NULL_POINTER);
     }
     if !(kms as usize).is_multiple_of(align_of::<envol_remote_kms>()) {
         return Err(envol_status::ENVOL_ERR_ALIGNMENT);
     }
-    // SAFETY: a live handle per the contract.
-    Ok(unsafe { &mut *kms })
+    // SAFETY: a live handle per the contract. A panic inside a call (caught
+    // at the boundary) leaves the service as it was between requests.
+    Ok(unsafe { &(*kms).held }
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Connects to AWS KMS (or a compatible endpoint) with `cfg` (NULL: all
@@ -341,10 +348,10 @@ pub unsafe extern "C" fn envol_pkcs11_kms_create_key(
 ) -> envol_status {
     guard!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
-        let h = try_status!(unsafe { handle(kms) });
+        let mut h = try_status!(unsafe { handle(kms) });
         // SAFETY: the caller's contract.
         let id = try_status!(unsafe { crate::kms::in_key_id(key_id) });
-        let Some(svc) = pkcs11_of(h) else {
+        let Some(svc) = pkcs11_of(&mut h) else {
             return envol_status::ENVOL_ERR_INVALID_ARGUMENT;
         };
         try_status!(svc.create_key(id).map_err(envol_status::from));
@@ -353,8 +360,8 @@ pub unsafe extern "C" fn envol_pkcs11_kms_create_key(
 }
 
 /// The PKCS#11 service behind a handle, cached or not.
-fn pkcs11_of(h: &mut envol_remote_kms) -> Option<&mut Pkcs11Kms> {
-    let service = match h.held.as_mut()? {
+fn pkcs11_of(h: &mut Option<Held>) -> Option<&mut Pkcs11Kms> {
+    let service = match h.as_mut()? {
         Held::Plain(s) => s,
         Held::Cached(c) => c.inner_mut(),
     };
@@ -384,7 +391,7 @@ pub unsafe extern "C" fn envol_remote_kms_enable_cache(
 ) -> envol_status {
     guard!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
-        let h = try_status!(unsafe { handle(kms) });
+        let mut h = try_status!(unsafe { handle(kms) });
         let limits = CacheLimits {
             max_age: Duration::from_millis(max_age_ms),
             max_uses,
@@ -393,14 +400,14 @@ pub unsafe extern "C" fn envol_remote_kms_enable_cache(
         if limits.check().is_err() {
             return envol_status::ENVOL_ERR_INVALID_ARGUMENT;
         }
-        let inner = match h.held.take() {
+        let inner = match h.take() {
             Some(Held::Plain(k)) => k,
             Some(Held::Cached(c)) => c.into_inner(),
             None => return envol_status::ENVOL_ERR_INTERNAL,
         };
         // `limits` was checked, so this cannot fail.
         match CachingKms::new(inner, limits) {
-            Ok(c) => h.held = Some(Held::Cached(c)),
+            Ok(c) => *h = Some(Held::Cached(c)),
             Err(_) => return envol_status::ENVOL_ERR_INTERNAL,
         }
         envol_status::ENVOL_OK
@@ -420,7 +427,7 @@ pub unsafe extern "C" fn envol_remote_kms_callbacks(
 ) -> envol_status {
     guard!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
-        try_status!(unsafe { handle(kms) });
+        drop(try_status!(unsafe { handle(kms) }));
         if out.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
         }
@@ -447,8 +454,12 @@ pub unsafe extern "C" fn envol_remote_kms_free(kms: *mut envol_remote_kms) {
 }
 
 impl ServiceHandle for envol_remote_kms {
-    unsafe fn service<'a>(user: *mut c_void) -> Result<&'a mut dyn Kms, envol_status> {
+    unsafe fn with_service<R>(
+        user: *mut c_void,
+        f: impl FnOnce(&mut dyn Kms) -> Result<R, envol_status>,
+    ) -> Result<R, envol_status> {
         // SAFETY: forwarded contract.
-        unsafe { handle(user.cast()) }?.kms()
+        let mut h = unsafe { handle(user.cast()) }?;
+        f(kms_of(&mut h)?)
     }
 }

@@ -363,12 +363,13 @@ mod kms_abi {
     use envol::xts::KeySize;
 
     use crate::boundary::{StrError, envol_status, envol_status_arg, in_str, kms_result};
-    use crate::kms::{
-        CallbackKms, envol_kms_callbacks, envol_kv, envol_local_kms, envol_local_kms_callbacks,
-        envol_local_kms_create_key, envol_local_kms_free, envol_local_kms_new,
+    use crate::kms::{CallbackKms, envol_kms_callbacks, envol_kv};
+    use crate::local_kms::{
+        envol_local_kms, envol_local_kms_callbacks, envol_local_kms_create_key,
+        envol_local_kms_free, envol_local_kms_new, envol_local_kms_set_service_policy,
     };
 
-    const ALL_KMS_ERRORS: [KmsError; 10] = [
+    const ALL_KMS_ERRORS: [KmsError; 12] = [
         KmsError::AccessDenied,
         KmsError::NotFound,
         KmsError::Disabled,
@@ -379,6 +380,8 @@ mod kms_abi {
         KmsError::Unavailable,
         KmsError::AuditFailed,
         KmsError::KeyInUse,
+        KmsError::LimitExceeded,
+        KmsError::VolumeRetired,
     ];
 
     #[test]
@@ -392,7 +395,7 @@ mod kms_abi {
             assert!(name.starts_with("ENVOL_"), "{name}");
             assert!(names.insert(name), "{name} twice");
         }
-        assert_eq!(envol_status::ALL.len(), 40);
+        assert_eq!(envol_status::ALL.len(), 44);
         assert_eq!(envol_status::from_raw(n), None);
         assert_eq!(envol_status::from_raw(u32::MAX), None);
     }
@@ -405,11 +408,13 @@ mod kms_abi {
             assert_ne!(s, envol_status::ENVOL_ERR_INTERNAL, "{e:?}");
             assert_ne!(s, envol_status::ENVOL_OK, "{e:?}");
             assert!(seen.insert(s as u32), "{e:?} shares a status");
+            // One spelling: the core's name for the error is the status's.
+            assert_eq!(s.name_cstr().to_str().unwrap(), e.status_name(), "{e:?}");
             // What a callback returns comes back as the same error.
             assert_eq!(kms_result(envol_status_arg(s as u32)), Err(e));
         }
         assert_eq!(kms_result(envol_status_arg(0)), Ok(()));
-        for raw in [40, 777, u32::MAX] {
+        for raw in [44, 777, u32::MAX] {
             assert_eq!(
                 kms_result(envol_status_arg(raw)),
                 Err(KmsError::Unavailable)
@@ -451,6 +456,8 @@ mod kms_abi {
         // SAFETY: valid pointers and NUL-terminated strings throughout.
         unsafe {
             assert_eq!(envol_local_kms_new(&mut h), envol_status::ENVOL_OK);
+            let st = envol_local_kms_set_service_policy(h, c"op".as_ptr(), c"{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":{\"Envol\":\"op\"},\"Action\":\"kms:CreateKey\"}}".as_ptr());
+            assert_eq!(st, envol_status::ENVOL_OK);
             for id in [c"k1", c"k2"] {
                 let st =
                     envol_local_kms_create_key(h, c"op".as_ptr(), id.as_ptr(), policy.as_ptr());
@@ -466,6 +473,7 @@ mod kms_abi {
             generate_data_key: None,
             decrypt_data_key: None,
             re_encrypt: None,
+            retire_context: None,
         };
         // SAFETY: a live handle and a writable table.
         let st = unsafe { envol_local_kms_callbacks(h, &mut t) };
@@ -675,6 +683,7 @@ mod kms_abi {
             generate_data_key: Some(fake_generate),
             decrypt_data_key: Some(fake_decrypt),
             re_encrypt: None,
+            retire_context: None,
         };
         // SAFETY: the fakes keep the contract while `fake` lives.
         let mut kms = unsafe { CallbackKms::new(table) };
@@ -747,6 +756,7 @@ mod kms_abi {
                 generate_data_key: None,
                 decrypt_data_key: None,
                 re_encrypt: None,
+                retire_context: None,
             })
         };
         assert_eq!(
@@ -966,9 +976,10 @@ mod overlap_abi {
     use core::ffi::{c_char, c_int, c_void};
 
     use crate::boundary::envol_status;
-    use crate::kms::{
-        envol_kms_callbacks, envol_local_kms_callbacks, envol_local_kms_create_key,
-        envol_local_kms_free, envol_local_kms_new,
+    use crate::kms::envol_kms_callbacks;
+    use crate::local_kms::{
+        envol_local_kms_callbacks, envol_local_kms_create_key, envol_local_kms_free,
+        envol_local_kms_new, envol_local_kms_set_service_policy,
     };
     use crate::volume::{
         ENVOL_VOLUME_SIZE, envol_block_device, envol_volume, envol_volume_close,
@@ -1085,11 +1096,14 @@ mod overlap_abi {
             generate_data_key: None,
             decrypt_data_key: None,
             re_encrypt: None,
+            retire_context: None,
         };
         // SAFETY: valid pointers and NUL-terminated strings throughout; the
         // disk and the handle outlive the volume.
         unsafe {
             assert_eq!(envol_local_kms_new(&mut h), OK);
+            let st = envol_local_kms_set_service_policy(h, c"op".as_ptr(), policy.as_ptr());
+            assert_eq!(st, OK);
             let st = envol_local_kms_create_key(h, c"op".as_ptr(), c"k".as_ptr(), policy.as_ptr());
             assert_eq!(st, OK);
             assert_eq!(envol_local_kms_callbacks(h, &mut table), OK);

@@ -119,6 +119,11 @@ static const char ADMIN_ONLY[] =
     "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
     "\"Principal\":{\"Envol\":\"admin\"},\"Action\":\"kms:*\"}]}";
 
+/* Who may create keys on the service: the operator and the admin. */
+static const char SERVICE_POLICY[] =
+    "{\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"Envol\":[\"operator\",\"admin\"]},"
+    "\"Action\":\"kms:CreateKey\"}]}";
+
 static const envol_kv VOL1[] = {{"volume", "vol-1"}};
 static const envol_kv VOL2[] = {{"volume", "vol-2"}};
 static const envol_kv VOL7[] = {{"volume", "vol-7"}};
@@ -260,7 +265,7 @@ static void test_names(void)
         CHECK(s != NULL && strcmp(s, names[i]) == 0);
     }
     where("envol_status_name past the end");
-    s = envol_status_name((envol_status)40);
+    s = envol_status_name((envol_status)44);
     CHECK(s != NULL && strcmp(s, "ENVOL_ERR_UNKNOWN") == 0);
 
     where("constants");
@@ -286,6 +291,17 @@ static void test_least_privilege(void)
     where("create the service and the key");
     CHECK_STATUS(envol_local_kms_new(&g_kms), ENVOL_OK);
     CHECK(g_kms != NULL);
+    /* Nobody may create keys before the operator sets the service policy. */
+    CHECK_STATUS(envol_local_kms_create_key(g_kms, "operator", "disk-key", LEAST_PRIVILEGE),
+                 ENVOL_ERR_ACCESS_DENIED);
+    CHECK_STATUS(envol_local_kms_set_service_policy(g_kms, "operator", SERVICE_POLICY), ENVOL_OK);
+    /* Changing it needs kms:PutServicePolicy, which nobody has. */
+    CHECK_STATUS(envol_local_kms_set_service_policy(g_kms, "operator", ADMIN_ONLY),
+                 ENVOL_ERR_ACCESS_DENIED);
+    CHECK_STATUS(envol_local_kms_create_key(g_kms, "mallory", "disk-key", LEAST_PRIVILEGE),
+                 ENVOL_ERR_ACCESS_DENIED);
+    CHECK_STATUS(envol_local_kms_create_key(g_kms, "", "disk-key", LEAST_PRIVILEGE),
+                 ENVOL_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(envol_local_kms_create_key(g_kms, "operator", "disk-key", LEAST_PRIVILEGE),
                  ENVOL_OK);
     CHECK_STATUS(envol_local_kms_create_key(g_kms, "operator", "disk-key", LEAST_PRIVILEGE),
@@ -877,7 +893,7 @@ static void test_null_pointers(void)
     uint8_t dek[64], blob[ENVOL_MAX_BLOB], sealed[16];
     char gid[ENVOL_GRANT_ID_SIZE], line[256];
     size_t len = 4242, audit_before, count = 4242;
-    uint64_t at = 4242;
+    uint64_t at = 4242, seq_out = 4242;
     uint32_t version = 4242;
     envol_key_state state = (envol_key_state)42;
 
@@ -974,9 +990,15 @@ static void test_null_pointers(void)
     CHECK_NULL(envol_local_kms_protected_volume_count(g_kms, "admin", "disk-key", NULL));
 
     CHECK(envol_local_kms_audit_len(NULL) == 0);
-    CHECK_NULL(envol_local_kms_audit_line(NULL, 0, line, sizeof line, &len));
-    CHECK_NULL(envol_local_kms_audit_line(g_kms, 0, NULL, sizeof line, &len));
-    CHECK_NULL(envol_local_kms_audit_line(g_kms, 0, line, sizeof line, NULL));
+    CHECK_NULL(envol_local_kms_audit_event_line(NULL, 0, line, sizeof line, &len));
+    CHECK_NULL(envol_local_kms_audit_event_line(g_kms, 0, NULL, sizeof line, &len));
+    CHECK_NULL(envol_local_kms_audit_event_line(g_kms, 0, line, sizeof line, NULL));
+    CHECK_NULL(envol_local_kms_audit_head(NULL, line, sizeof line, &len));
+    CHECK_NULL(envol_local_kms_audit_head(g_kms, line, sizeof line, NULL));
+    CHECK_NULL(envol_local_kms_audit_range(g_kms, NULL, &seq_out));
+    CHECK_NULL(envol_local_kms_audit_verify_lines(NULL, "", 0, NULL, 1));
+    CHECK_NULL(envol_local_kms_set_service_policy(g_kms, NULL, ADMIN_ONLY));
+    CHECK_NULL(envol_local_kms_set_service_policy(g_kms, "operator", NULL));
     CHECK_NULL(envol_local_kms_audit_verify(NULL));
 
     where("NULL arguments of the data-key calls");
@@ -1215,12 +1237,36 @@ static void test_invalid_arguments(void)
     CHECK(unchanged(&g_a));
 }
 
+/* A sink for the audit tests: keeps lines, or fails while g_sink_fail. */
+static int g_sink_fail;
+static char g_sink_text[1 << 16];
+static size_t g_sink_len;
+static unsigned g_sink_calls;
+
+static int test_sink(void *user, const char *line, size_t len)
+{
+    CHECK(user == &g_sink_calls);
+    CHECK(strlen(line) == len);
+    g_sink_calls++;
+    if (g_sink_fail || g_sink_len + len + 1 > sizeof g_sink_text) {
+        return 1;
+    }
+    memcpy(g_sink_text + g_sink_len, line, len);
+    g_sink_text[g_sink_len + len] = '\n';
+    g_sink_len += len + 1;
+    return 0;
+}
+
 static void test_audit(void)
 {
-    static char line[1024];
-    size_t count, i, len = 0, need = 0;
+    static char line[1024], head[ENVOL_AUDIT_HEAD_SIZE], cut_head[ENVOL_AUDIT_HEAD_SIZE];
+    static char text[1 << 16];
+    size_t count, len = 0, need = 0, kept;
+    uint64_t first = 99, next = 99, seq;
     int found_admin = 0, found_escaped = 0;
+    uint32_t versions = 0;
     const char *h;
+    char *p;
 
     where("audit log");
     /* A refused call by a principal with characters that need escaping. */
@@ -1228,16 +1274,19 @@ static void test_audit(void)
                  ENVOL_ERR_ACCESS_DENIED);
     count = envol_local_kms_audit_len(g_kms);
     CHECK(count > 50);
-    for (i = 0; i < count; i++) {
-        where("audit line %d", (int)i);
-        if (envol_local_kms_audit_line(g_kms, i, line, sizeof line, &len) != ENVOL_OK) {
+    CHECK_STATUS(envol_local_kms_audit_range(g_kms, &first, &next), ENVOL_OK);
+    CHECK(first == 0 && next == count);
+    for (seq = first; seq < next; seq++) {
+        where("audit line %d", (int)seq);
+        if (envol_local_kms_audit_event_line(g_kms, seq, line, sizeof line, &len) != ENVOL_OK) {
             CHECK(0);
             continue;
         }
         CHECK(len == strlen(line) && len > 0);
         CHECK(strncmp(line, "seq=", 4) == 0 && strchr(line, '\n') == NULL);
         h = strstr(line, " hash=");
-        CHECK(h != NULL && strlen(h) == 6 + 16);
+        CHECK(h != NULL && strlen(h) == 6 + 64);
+        CHECK(strstr(line, " prev=") != NULL);
         if (strstr(line, " principal=admin ") != NULL &&
             strstr(line, " action=kms:Decrypt ") != NULL &&
             strstr(line, " key=disk-key ") != NULL &&
@@ -1252,29 +1301,94 @@ static void test_audit(void)
     where("audit content");
     CHECK(found_admin >= 1);
     CHECK(found_escaped == 1);
-    CHECK_STATUS(envol_local_kms_audit_line(g_kms, 0, line, sizeof line, &len), ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, 0, line, sizeof line, &len), ENVOL_OK);
     CHECK(strncmp(line, "seq=0 time=", 11) == 0);
-    CHECK(strstr(line, " principal=operator action=kms:PutKeyPolicy key=disk-key context={} "
-                       "outcome=ENVOL_OK hash=") != NULL);
+    CHECK(strstr(line, " principal=operator action=kms:CreateKey key=disk-key context={} "
+                       "outcome=ENVOL_ERR_ACCESS_DENIED prev=00000000") != NULL);
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, 1, line, sizeof line, &len), ENVOL_OK);
+    CHECK(strstr(line, " principal=operator action=kms:PutServicePolicy key= context={} "
+                       "outcome=ENVOL_OK ") != NULL);
 
     where("audit line size queries");
-    CHECK_STATUS(envol_local_kms_audit_line(g_kms, 0, NULL, 0, &need), ENVOL_ERR_BUFFER_TOO_SMALL);
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, 0, NULL, 0, &need),
+                 ENVOL_ERR_BUFFER_TOO_SMALL);
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, 0, line, sizeof line, &len), ENVOL_OK);
     CHECK(need == strlen(line) + 1);
     memset(line, 0x5a, sizeof line);
     len = 4242;
-    CHECK_STATUS(envol_local_kms_audit_line(g_kms, 0, line, need - 1, &len),
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, 0, line, need - 1, &len),
                  ENVOL_ERR_BUFFER_TOO_SMALL);
     CHECK(len == need && is_filled(line, sizeof line, 0x5a));
-    CHECK_STATUS(envol_local_kms_audit_line(g_kms, 0, line, need, &len), ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, 0, line, need, &len), ENVOL_OK);
     CHECK(len == need - 1 && line[len] == '\0' && (uint8_t)line[need] == 0x5a);
     len = 4242;
-    CHECK_STATUS(envol_local_kms_audit_line(g_kms, count, line, sizeof line, &len),
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, next, line, sizeof line, &len),
                  ENVOL_ERR_INVALID_ARGUMENT);
     CHECK(len == 4242);
 
     where("audit chain");
     CHECK_STATUS(envol_local_kms_audit_verify(g_kms), ENVOL_OK);
     CHECK(envol_local_kms_audit_len(g_kms) == count); /* reading is not audited */
+
+    where("the whole window as text verifies offline, against the head");
+    p = text;
+    for (seq = first; seq < next; seq++) {
+        CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, seq, p, sizeof text - (size_t)(p - text), &len),
+                     ENVOL_OK);
+        p += len;
+        *p++ = '\n';
+    }
+    CHECK_STATUS(envol_local_kms_audit_head(g_kms, head, sizeof head, &len), ENVOL_OK);
+    CHECK(strncmp(head, "seq=", 4) == 0 && len == strlen(head));
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, (size_t)(p - text), head, 1),
+                 ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, (size_t)(p - text), NULL, 1),
+                 ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, (size_t)(p - text), "seq=1", 1),
+                 ENVOL_ERR_INVALID_ARGUMENT);
+    /* Cut the last line: it still chains, but no longer reaches the head. */
+    kept = (size_t)(p - text) - 1;
+    while (kept > 0 && text[kept - 1] != '\n') {
+        kept--;
+    }
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, kept, NULL, 1), ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, kept, head, 1),
+                 ENVOL_ERR_AUDIT_FAILED);
+    /* An edited line (the escaped principal renamed) fails its MAC. */
+    h = strstr(text, "eve\\x20the");
+    CHECK(h != NULL);
+    if (h != NULL) {
+        text[h - text] = 'E';
+        CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, (size_t)(p - text), NULL, 1),
+                     ENVOL_ERR_AUDIT_FAILED);
+        text[h - text] = 'e';
+    }
+
+    where("a failing sink refuses management calls and changes nothing");
+    CHECK_STATUS(envol_local_kms_set_audit_sink(g_kms, test_sink, &g_sink_calls), ENVOL_OK);
+    g_sink_fail = 1;
+    CHECK_STATUS(envol_local_kms_disable_key(g_kms, "admin", "disk-key"), ENVOL_ERR_AUDIT_FAILED);
+    CHECK_STATUS(envol_local_kms_put_key_policy(g_kms, "admin", "disk-key", ADMIN_ONLY),
+                 ENVOL_ERR_AUDIT_FAILED);
+    CHECK_STATUS(envol_local_kms_rotate_key(g_kms, "admin", "disk-key", &versions),
+                 ENVOL_ERR_AUDIT_FAILED);
+    CHECK(g_sink_calls == 3 && g_sink_len == 0);
+    g_sink_fail = 0;
+    CHECK(key_state("disk-key", &versions) == ENVOL_KEY_ENABLED && versions == 2);
+    CHECK(decrypts_to("hypervisor", g_blob, g_blob_len, VOL1, 1, g_dek, 64));
+    CHECK_STATUS(envol_local_kms_audit_range(g_kms, &first, &next), ENVOL_OK);
+    CHECK(next == count + 2); /* the two calls just made, nothing refused by the sink */
+
+    where("the sink's lines continue the chain and verify against the new head");
+    CHECK(g_sink_len > 0 && g_sink_text[g_sink_len - 1] == '\n');
+    memcpy(p, g_sink_text, g_sink_len);
+    CHECK_STATUS(envol_local_kms_audit_head(g_kms, cut_head, sizeof cut_head, &len), ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, text, (size_t)(p - text) + g_sink_len,
+                                                    cut_head, 1),
+                 ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_verify_lines(g_kms, g_sink_text, g_sink_len, cut_head, 0),
+                 ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_set_audit_sink(g_kms, NULL, NULL), ENVOL_OK);
 }
 
 static void test_seal(void)
@@ -1311,7 +1425,11 @@ static void test_seal(void)
     where("seal");
     CHECK_STATUS(envol_local_kms_seal(g_kms, root, sealed, need + 1, &len), ENVOL_OK);
     CHECK(len == need && memcmp(sealed, "EVKS", 4) == 0 && sealed[need] == 0x5a);
-    events_before = envol_local_kms_audit_len(g_kms); /* the log started at seq 0 */
+    {
+        uint64_t first = 0, next = 0;
+        CHECK_STATUS(envol_local_kms_audit_range(g_kms, &first, &next), ENVOL_OK);
+        events_before = (size_t)next;
+    }
     envol_local_kms_free(g_kms);
     g_kms = NULL;
 
@@ -1347,7 +1465,8 @@ static void test_seal(void)
     CHECK(count == 0);
 
     where("the audit chain continues across sealing");
-    CHECK_STATUS(envol_local_kms_audit_line(g_kms, 0, line, sizeof line, &len), ENVOL_OK);
+    CHECK_STATUS(envol_local_kms_audit_event_line(g_kms, events_before, line, sizeof line, &len),
+                 ENVOL_OK);
     snprintf(expect, sizeof expect, "seq=%lu ", (unsigned long)events_before);
     CHECK(strncmp(line, expect, strlen(expect)) == 0);
     CHECK_STATUS(envol_local_kms_audit_verify(g_kms), ENVOL_OK);

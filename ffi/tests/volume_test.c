@@ -316,6 +316,11 @@ static envol_block_device dev_of(memdev *d)
 /* Key service, volumes, shared state                                        */
 
 /* The seed's least-privilege policy (core/examples/lifecycle.rs). */
+/* Who may create keys: the operator. */
+static const char SERVICE_POLICY[] =
+    "{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":{\"Envol\":\"operator\"},"
+    "\"Action\":\"kms:CreateKey\"}}";
+
 static const char LEAST_PRIVILEGE[] =
     "{\"Version\": \"2012-10-17\", \"Statement\": ["
     "{\"Effect\": \"Allow\", \"Principal\": {\"Envol\": \"hypervisor\"},"
@@ -541,7 +546,8 @@ static void test_basics(void)
         ENVOL_ERR_VOLUME_ATTACHED,
         ENVOL_ERR_VOLUME_DETACHED,
         ENVOL_ERR_KEY_MISMATCH,
-        ENVOL_ERR_VOLUME_PARAMS,
+        ENVOL_ERR_VOLUME_PARAMS,  ENVOL_ERR_LIMIT_EXCEEDED, ENVOL_ERR_VOLUME_EXISTS,
+        ENVOL_ERR_WRONG_VOLUME,   ENVOL_ERR_LEASE_EXPIRED,
     };
     static const char *const names[] = {
         "ENVOL_ERR_IO",
@@ -558,6 +564,10 @@ static void test_basics(void)
         "ENVOL_ERR_VOLUME_DETACHED",
         "ENVOL_ERR_KEY_MISMATCH",
         "ENVOL_ERR_VOLUME_PARAMS",
+        "ENVOL_ERR_LIMIT_EXCEEDED",
+        "ENVOL_ERR_VOLUME_EXISTS",
+        "ENVOL_ERR_WRONG_VOLUME",
+        "ENVOL_ERR_LEASE_EXPIRED",
     };
     static const uint8_t abc_sha[32] = {
         0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
@@ -936,7 +946,7 @@ static void test_attach_detach(void)
     CHECK_NULL(envol_volume_attach(&g_vol, NULL));
     CHECK_STATUS(envol_volume_attach(&g_vol, "admin"), ENVOL_ERR_ACCESS_DENIED);
     CHECK_STATUS(envol_volume_attach(&g_vol, "mallory"), ENVOL_ERR_ACCESS_DENIED);
-    CHECK_STATUS(envol_volume_attach(&g_vol, ""), ENVOL_ERR_ACCESS_DENIED);
+    CHECK_STATUS(envol_volume_attach(&g_vol, ""), ENVOL_ERR_INVALID_ARGUMENT);
     CHECK(vol_info(&g_vol, id, &seq, &att) && att == 0 && seq == 1 &&
           strcmp(id, "disk-key") == 0);
     CHECK(envol_volume_backend(&g_vol) == ENVOL_BACKEND_AUTO);
@@ -1778,6 +1788,7 @@ int main(void)
            envol_backend_name(envol_backend_detect()));
 
     if (envol_local_kms_new(&g_kms) != ENVOL_OK ||
+        envol_local_kms_set_service_policy(g_kms, "operator", SERVICE_POLICY) != ENVOL_OK ||
         envol_local_kms_create_key(g_kms, "operator", "disk-key", LEAST_PRIVILEGE) != ENVOL_OK ||
         envol_local_kms_create_key(g_kms, "operator", "disk-key-2", LEAST_PRIVILEGE) !=
             ENVOL_OK ||

@@ -1107,7 +1107,9 @@ static void test_names(void)
         CHECK(s != NULL && strcmp(s, status_names[i]) == 0);
     }
     where("envol_status_name of unknown values");
-    s = envol_status_name((envol_status)40); /* the first number not yet used */
+    CHECK(strcmp(envol_status_name(ENVOL_ERR_LIMIT_EXCEEDED), "ENVOL_ERR_LIMIT_EXCEEDED") == 0);
+    CHECK(strcmp(envol_status_name(ENVOL_ERR_LEASE_EXPIRED), "ENVOL_ERR_LEASE_EXPIRED") == 0);
+    s = envol_status_name((envol_status)44); /* the first number not yet used */
     CHECK(s != NULL && strcmp(s, "ENVOL_ERR_UNKNOWN") == 0);
     s = envol_status_name((envol_status)1000);
     CHECK(s != NULL && strcmp(s, "ENVOL_ERR_UNKNOWN") == 0);

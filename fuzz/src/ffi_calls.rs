@@ -2096,6 +2096,10 @@ impl State {
         // NUL-terminated strings.
         unsafe {
             assert_eq!(st(envol_ffi::envol_local_kms_new(&mut h)), OK);
+            let policy = std::ffi::CString::new(POLICIES[0]).expect("no NUL");
+            let s =
+                envol_ffi::envol_local_kms_set_service_policy(h, c"op".as_ptr(), policy.as_ptr());
+            assert_eq!(st(s), OK);
             for id in [c"k1", c"k2"] {
                 let policy = std::ffi::CString::new(POLICIES[0]).expect("no NUL");
                 let s = envol_ffi::envol_local_kms_create_key(
@@ -2184,6 +2188,7 @@ impl State {
             generate_data_key: None,
             decrypt_data_key: None,
             re_encrypt: None,
+            retire_context: None,
         };
         let svc = match a.src {
             KmsSrc::Local(i) => {
@@ -3452,16 +3457,23 @@ impl State {
         if !self.local_ok(kms) {
             assert_eq!(n, 0);
         }
+        let (mut first, mut next) = (0u64, 0u64);
+        // SAFETY: as above; valid outputs.
+        let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(k, &mut first, &mut next) });
+        if r == OK {
+            assert_eq!(next - first, n as u64);
+        }
         let index = if n > 0 && index.is_multiple_of(2) {
             index % n
         } else {
             index
         };
+        let seq = first.wrapping_add(index as u64);
         let (mut buf, cap) = out_buf(out, 2048);
         let mut len = Buf::typed::<usize>(len_null);
         // SAFETY: as in `run`.
         let s = st(unsafe {
-            envol_ffi::envol_local_kms_audit_line(k, index, buf.cast(), cap, len.cast())
+            envol_ffi::envol_local_kms_audit_event_line(k, seq, buf.cast(), cap, len.cast())
         });
         match s {
             OK => {

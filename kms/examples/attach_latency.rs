@@ -128,6 +128,9 @@ fn main() {
     let hsm = softhsm_token();
     let mut local = LocalKms::new(Box::new(OsEntropy), Box::new(SystemClock), None);
     local
+        .set_service_policy("hypervisor", Policy::allow_all(&["hypervisor"]))
+        .expect("service policy");
+    local
         .create_key("hypervisor", "k", Policy::parse(POLICY).expect("policy"))
         .expect("create key");
     rows.push(("LocalKms (in process)", measure(&mut local, "k", n)));

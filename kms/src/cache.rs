@@ -344,4 +344,32 @@ impl<K: Kms, C: CacheClock> Kms for CachingKms<K, C> {
     ) -> Result<usize, KmsError> {
         self.inner.decrypt(principal, blob, context, out)
     }
+
+    /// Always asks the service: a lease renewal must see a revocation at
+    /// once, not after a cached answer expires.
+    fn check_decrypt(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        context: &Context<'_>,
+    ) -> Result<(), KmsError> {
+        let r = self.inner.check_decrypt(principal, blob, context);
+        if r.is_err() {
+            // A refused principal loses what the cache holds for it too.
+            self.entries
+                .retain(|e| e.principal != principal || e.blob != blob);
+        }
+        r
+    }
+
+    /// Drops every cached key for the blob, then asks the service.
+    fn retire_context(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        context: &Context<'_>,
+    ) -> Result<bool, KmsError> {
+        self.entries.retain(|e| e.blob != blob);
+        self.inner.retire_context(principal, blob, context)
+    }
 }

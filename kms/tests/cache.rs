@@ -153,6 +153,8 @@ const POLICY: &str = r#"{"Statement":[
 
 fn local() -> (Counting<LocalKms>, Arc<Mutex<u64>>) {
     let mut k = LocalKms::new(Box::new(envol::kms::OsEntropy), Box::new(Epoch), None);
+    k.set_service_policy("operator", Policy::allow_all(&["operator"]))
+        .unwrap();
     k.create_key("operator", "key-a", Policy::parse(POLICY).unwrap())
         .unwrap();
     let n = Arc::new(Mutex::new(0));

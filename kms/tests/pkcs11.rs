@@ -617,6 +617,9 @@ fn refusals() {
     // way round).
     let mut local = LocalKms::new(Box::new(OsEntropy), Box::new(SystemClock), None);
     local
+        .set_service_policy("operator", Policy::allow_all(&["operator"]))
+        .unwrap();
+    local
         .create_key("operator", "key-a", Policy::parse(ALLOW_ALL).unwrap())
         .unwrap();
     let mut lblob = [0u8; MAX_BLOB];

@@ -35,6 +35,34 @@ pub enum KmsError {
     AuditFailed,
     /// The key still protects volumes; deleting it needs an explicit force.
     KeyInUse,
+    /// A quota of the service would be exceeded (keys, grants, the size of
+    /// its sealed store).
+    LimitExceeded,
+    /// The volume this encryption context names was retired: the service
+    /// keeps a tombstone and refuses its data key.
+    VolumeRetired,
+}
+
+impl KmsError {
+    /// The stable name of the error, spelled as the C ABI's status of the
+    /// same meaning (`"ENVOL_ERR_ACCESS_DENIED"`, ...): what audit lines
+    /// and the command line print.
+    pub fn status_name(self) -> &'static str {
+        match self {
+            KmsError::AccessDenied => "ENVOL_ERR_ACCESS_DENIED",
+            KmsError::NotFound => "ENVOL_ERR_KEY_NOT_FOUND",
+            KmsError::Disabled => "ENVOL_ERR_KEY_DISABLED",
+            KmsError::PendingDeletion => "ENVOL_ERR_KEY_PENDING_DELETION",
+            KmsError::InvalidCiphertext => "ENVOL_ERR_INVALID_CIPHERTEXT",
+            KmsError::InvalidArgument => "ENVOL_ERR_INVALID_ARGUMENT",
+            KmsError::BufferTooSmall => "ENVOL_ERR_BUFFER_TOO_SMALL",
+            KmsError::Unavailable => "ENVOL_ERR_KMS_UNAVAILABLE",
+            KmsError::AuditFailed => "ENVOL_ERR_AUDIT_FAILED",
+            KmsError::KeyInUse => "ENVOL_ERR_KEY_IN_USE",
+            KmsError::LimitExceeded => "ENVOL_ERR_LIMIT_EXCEEDED",
+            KmsError::VolumeRetired => "ENVOL_ERR_VOLUME_RETIRED",
+        }
+    }
 }
 
 impl fmt::Display for KmsError {
@@ -50,6 +78,8 @@ impl fmt::Display for KmsError {
             KmsError::Unavailable => "key service unavailable",
             KmsError::AuditFailed => "audit sink failed; call refused",
             KmsError::KeyInUse => "key still protects volumes",
+            KmsError::LimitExceeded => "key service limit exceeded",
+            KmsError::VolumeRetired => "volume retired",
         })
     }
 }
@@ -121,6 +151,43 @@ pub trait Kms {
         context: &Context<'_>,
         out: &mut [u8],
     ) -> Result<usize, KmsError>;
+
+    /// Asks the service, not a cache in front of it, whether `principal`
+    /// may still unwrap `blob` under `context`: what renews an attached
+    /// volume's lease. The default unwraps the data key and wipes it at
+    /// once, so the service authorizes (and audits) a Decrypt.
+    fn check_decrypt(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        context: &Context<'_>,
+    ) -> Result<(), KmsError> {
+        self.decrypt_data_key(principal, blob, context).map(drop)
+    }
+
+    /// Records that the volume named by `context` was retired, so that its
+    /// data key (`blob`) is never unwrapped again for that context, whatever
+    /// old copy of the header turns up. `Ok(true)` if the service keeps such
+    /// a tombstone; `Ok(false)` if it cannot (the default: AWS KMS and
+    /// PKCS#11 tokens have no per-context revocation), in which case only
+    /// the header records the retirement.
+    fn retire_context(
+        &mut self,
+        principal: &str,
+        blob: &[u8],
+        context: &Context<'_>,
+    ) -> Result<bool, KmsError> {
+        let _ = (principal, blob, context);
+        Ok(false)
+    }
+}
+
+/// Seconds since the Unix epoch, injected so that key deletion windows,
+/// rotation and volume leases run without an OS and are tested without
+/// sleeping.
+pub trait Clock {
+    /// The current time.
+    fn now(&self) -> u64;
 }
 
 #[cfg(feature = "alloc")]
@@ -134,7 +201,8 @@ mod sealed;
 
 #[cfg(feature = "alloc")]
 pub use local::{
-    Clock, Entropy, GrantConstraint, GrantInfo, KeyInfo, KeyState, LocalKms, MAX_LOG_IN_MEMORY,
+    Entropy, GrantConstraint, GrantInfo, KeyInfo, KeyState, LocalKms, MAX_GRANTS_PER_KEY, MAX_KEYS,
+    MAX_LOG_IN_MEMORY, MAX_PRINCIPAL, check_principal,
 };
 #[cfg(feature = "alloc")]
 pub use sealed::{MAX_SEALED, SealError};

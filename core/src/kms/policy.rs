@@ -38,6 +38,12 @@ use crate::envelope::Context;
 
 /// Largest policy document [`Policy::parse`] accepts, in bytes.
 pub const MAX_POLICY_BYTES: usize = 32 * 1024;
+/// Largest canonical form ([`Policy::to_json`]) a key service stores and
+/// [`Policy::parse_stored`] reads back. The canonical form of a document
+/// [`Policy::parse`] accepts can be longer than the document (single
+/// strings become one-element arrays, a lone statement an array: at most
+/// 5/3 of the input), and a service must always read back what it stored.
+pub const MAX_STORED_POLICY_BYTES: usize = 2 * MAX_POLICY_BYTES;
 /// Most statements a policy may hold.
 pub const MAX_STATEMENTS: usize = 64;
 /// Most entries in one list: principal names (per principal type), action
@@ -118,11 +124,29 @@ pub enum Action {
     ListProtectedVolumes,
     /// Read the key's audit log.
     ReadAuditLog,
+    /// Forget that the key protects a volume (which lets deletion proceed
+    /// without `force`).
+    ForgetVolume,
+    /// Retire a volume: the service keeps a tombstone for its encryption
+    /// context and never unwraps its data key again.
+    RetireVolume,
+    /// Create a master key (service policy).
+    CreateKey,
+    /// List the master keys (service policy).
+    ListKeys,
+    /// Replace the service policy (service policy).
+    PutServicePolicy,
+    /// The service destroyed a key's material at the end of its deletion
+    /// window (an audit record of the service's own; no caller asks it).
+    DeleteKey,
+    /// The service rotated a key on its automatic schedule (an audit
+    /// record of the service's own; no caller asks it).
+    RotateKey,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 29] = [
         Action::GenerateDataKey,
         Action::GenerateDataKeyWithoutPlaintext,
         Action::Decrypt,
@@ -145,7 +169,34 @@ impl Action {
         Action::DisableKeyRotation,
         Action::ListProtectedVolumes,
         Action::ReadAuditLog,
+        Action::ForgetVolume,
+        Action::RetireVolume,
+        Action::CreateKey,
+        Action::ListKeys,
+        Action::PutServicePolicy,
+        Action::DeleteKey,
+        Action::RotateKey,
     ];
+
+    /// The operations a grant may give, as in AWS KMS: the cryptographic
+    /// operations, `DescribeKey`, `CreateGrant` and `RetireGrant`. Never a
+    /// management action (policy, state, deletion, rotation, revocation).
+    pub const GRANT_OPERATIONS: [Action; 9] = [
+        Action::GenerateDataKey,
+        Action::GenerateDataKeyWithoutPlaintext,
+        Action::Decrypt,
+        Action::Encrypt,
+        Action::ReEncryptFrom,
+        Action::ReEncryptTo,
+        Action::DescribeKey,
+        Action::CreateGrant,
+        Action::RetireGrant,
+    ];
+
+    /// Whether a grant may give this action.
+    pub fn is_grant_operation(self) -> bool {
+        Action::GRANT_OPERATIONS.contains(&self)
+    }
 
     /// The policy name: `"kms:"` followed by the variant name, e.g.
     /// `"kms:Decrypt"`.
@@ -173,6 +224,13 @@ impl Action {
             Action::DisableKeyRotation => "kms:DisableKeyRotation",
             Action::ListProtectedVolumes => "kms:ListProtectedVolumes",
             Action::ReadAuditLog => "kms:ReadAuditLog",
+            Action::ForgetVolume => "kms:ForgetVolume",
+            Action::RetireVolume => "kms:RetireVolume",
+            Action::CreateKey => "kms:CreateKey",
+            Action::ListKeys => "kms:ListKeys",
+            Action::PutServicePolicy => "kms:PutServicePolicy",
+            Action::DeleteKey => "kms:DeleteKey",
+            Action::RotateKey => "kms:RotateKey",
         }
     }
 
@@ -383,9 +441,38 @@ impl Policy {
                 ),
             ));
         }
+        Self::parse_unbounded(json)
+    }
+
+    /// Parses a policy a key service stored (its canonical form), allowing
+    /// up to [`MAX_STORED_POLICY_BYTES`]: everything [`Policy::parse`]
+    /// accepts reads back through this.
+    pub fn parse_stored(json: &str) -> Result<Policy, PolicyError> {
+        if json.len() > MAX_STORED_POLICY_BYTES {
+            return Err(PolicyError::at(
+                "",
+                format!(
+                    "stored document is {} bytes; the limit is {MAX_STORED_POLICY_BYTES}",
+                    json.len()
+                ),
+            ));
+        }
+        Self::parse_unbounded(json)
+    }
+
+    fn parse_unbounded(json: &str) -> Result<Policy, PolicyError> {
         let value: Value = serde_json::from_str(json).map_err(syntax_error)?;
         check_duplicate_keys(json)?;
         parse_document(&value)
+    }
+
+    /// Whether a service can store this policy and read it back as it is:
+    /// its canonical form fits [`MAX_STORED_POLICY_BYTES`] and parses back
+    /// to an equal policy. Every policy [`Policy::parse`] returns passes;
+    /// key services check it anyway before accepting one.
+    pub fn is_storable(&self) -> bool {
+        let json = self.to_json();
+        Policy::parse_stored(&json).is_ok_and(|p| p == *self)
     }
 
     /// Decides whether `principal` may perform `action` in `context`.
