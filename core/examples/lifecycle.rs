@@ -64,15 +64,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         volume_id: id,
     };
     let dev = FileDevice::create(&disk, params.data_offset + params.volume_size)?;
-    let mut vol = Volume::create(dev, &mut kms, "hypervisor", "disk-key", params)?;
-    let h = vol.header();
+    let vol = Volume::create(dev, &mut kms, "hypervisor", "disk-key", params)?;
+    let owned = vol.header();
+    let h = owned.view();
     println!(
         "    {} : {} sectors of {} bytes, data at byte {}, backend {}",
         disk.display(),
         SECTORS,
         SECTOR,
         params.data_offset,
-        vol.backend()
+        vol.backend().map_or("none", |b| b.name())
     );
     println!(
         "    volume id vol-{}, wrapped key under `{}` ({} bytes)",
@@ -104,7 +105,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     step(5, "stop: detach wipes the data key from memory");
-    let detached = vol.detach();
+    let detached = vol.detach().map_err(|(_, e)| e)?;
     println!(
         "    detached: vol-{} holds no key (a detached volume has no read/write methods)",
         String::from_utf8_lossy(&detached.header().params.volume_id_hex())
@@ -114,7 +115,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         6,
         "start: attach as `hypervisor` (unwrap through the key service) and read back",
     );
-    let mut vol = detached
+    let vol = detached
         .attach(&mut kms, "hypervisor")
         .map_err(|(_, e)| e)?;
     let mut back = vec![0u8; data.len()];
@@ -130,7 +131,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     if back != data {
         return Err("read-back mismatch".into());
     }
-    let detached = vol.detach();
+    let detached = vol.detach().map_err(|(_, e)| e)?;
 
     step(
         7,
@@ -167,12 +168,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         8,
         "rewrap to a new master key (data untouched, crash-safe header update)",
     );
-    let mut vol = detached
+    let vol = detached
         .attach(&mut kms, "hypervisor")
         .map_err(|(_, e)| e)?;
     vol.rewrap(&mut kms, "hypervisor", "disk-key-2")?;
-    println!("    header now names `{}`", vol.header().key_id());
-    let detached = vol.detach();
+    println!("    header now names `{}`", vol.header().view().key_id());
+    let detached = vol.detach().map_err(|(_, e)| e)?;
 
     step(9, "disable the master key: the next start is refused");
     kms.disable_key("admin", "disk-key-2")?;
@@ -182,7 +183,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .ok_or("attached with a disabled key")?;
     println!("    attach as `hypervisor`: {err}");
     kms.enable_key("admin", "disk-key-2")?;
-    let mut vol = detached
+    let vol = detached
         .attach(&mut kms, "hypervisor")
         .map_err(|(_, e)| e)?;
     vol.read_sectors(100, &mut back)?;

@@ -7,11 +7,13 @@
 //! bytes left before anything is allocated for it.
 
 /// A cursor over a byte slice.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 pub(crate) struct Reader<'b> {
     buf: &'b [u8],
     pos: usize,
 }
 
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 impl<'b> Reader<'b> {
     /// A reader at the start of `buf`.
     pub(crate) fn new(buf: &'b [u8]) -> Reader<'b> {

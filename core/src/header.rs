@@ -121,6 +121,8 @@ pub enum HeaderError {
     Tampered,
     /// The output buffer is too small.
     BufferTooSmall,
+    /// Every readable copy names another volume id than the one expected.
+    WrongVolume,
 }
 
 impl fmt::Display for HeaderError {
@@ -134,6 +136,7 @@ impl fmt::Display for HeaderError {
             HeaderError::Malformed(field) => write!(f, "malformed header field: {field}"),
             HeaderError::Tampered => f.write_str("header MAC mismatch: header was tampered with"),
             HeaderError::BufferTooSmall => f.write_str("buffer too small for header"),
+            HeaderError::WrongVolume => f.write_str("the header names another volume id"),
         }
     }
 }
@@ -292,11 +295,37 @@ impl fmt::Debug for MacKey {
 }
 
 impl MacKey {
+    /// Whether two MAC keys are equal (so their data keys are), in
+    /// constant time.
+    pub fn ct_eq(&self, other: &MacKey) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
     /// Derives the MAC key from a data key.
     pub fn derive(dek: &[u8]) -> MacKey {
         let mut m = crate::envelope::hmac_sha256(dek);
         m.update(b"envol header MAC key v1");
         MacKey(m.finalize().into_bytes().into())
+    }
+}
+
+/// Whether a slot starts with the header magic, whatever follows: a device
+/// that holds (or held) an envol volume.
+pub fn has_magic(slot: &[u8]) -> bool {
+    slot.starts_with(MAGIC)
+}
+
+impl Header<'static> {
+    /// A header with no wrapped key, for computing the encryption context
+    /// of `params` before there is one.
+    pub fn shell(params: Params) -> Header<'static> {
+        Header {
+            params,
+            state: VolumeState::Active,
+            sequence: 0,
+            blob: &[],
+            mac: [0; 32],
+        }
     }
 }
 
@@ -521,6 +550,115 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
     a
 }
 
+/// Largest wrapped-key blob a header copy can hold: what is left of a slot
+/// after the fixed fields, the length prefix, the MAC and the checksum.
+pub const MAX_SLOT_BLOB: usize = SLOT_SIZE - FIXED - 2 - MAC_LEN - SUM_LEN;
+
+/// A header copy held by value, so that a volume keeps the copy it parsed
+/// (or wrote) and lends out its [`Header`] view. Fixed-width fields and no
+/// padding: a C caller's `envol_volume` holding one has no byte that was
+/// never written.
+#[derive(Clone, PartialEq, Eq)]
+#[repr(C)]
+pub struct OwnedHeader {
+    sequence: u64,
+    data_offset: u64,
+    volume_size: u64,
+    blob_len: u64,
+    sector_size: u32,
+    suite: u16,
+    state: u16,
+    volume_id: [u8; 16],
+    mac: [u8; 32],
+    blob: [u8; OWNED_BLOB],
+}
+
+/// [`MAX_SLOT_BLOB`] rounded up to a multiple of 8 (no padding after it).
+const OWNED_BLOB: usize = MAX_SLOT_BLOB.next_multiple_of(8);
+
+impl OwnedHeader {
+    /// A copy of `h` (whose blob, having fit a slot, fits here).
+    pub fn new(h: &Header<'_>) -> Result<OwnedHeader, HeaderError> {
+        let mut blob = [0u8; OWNED_BLOB];
+        blob.get_mut(..h.blob.len())
+            .filter(|_| h.blob.len() <= MAX_SLOT_BLOB)
+            .ok_or(HeaderError::Malformed("wrapped key"))?
+            .copy_from_slice(h.blob);
+        Ok(OwnedHeader {
+            sequence: h.sequence,
+            data_offset: h.params.data_offset,
+            volume_size: h.params.volume_size,
+            blob_len: h.blob.len() as u64,
+            sector_size: h.params.sector_size,
+            suite: h.params.suite.code(),
+            state: match h.state {
+                VolumeState::Active => 0,
+                VolumeState::Retired => 1,
+            },
+            volume_id: h.params.volume_id,
+            mac: h.mac,
+            blob,
+        })
+    }
+
+    /// All zero: what stands in a slot whose copy is unreadable.
+    pub(crate) fn blank() -> OwnedHeader {
+        OwnedHeader {
+            sequence: 0,
+            data_offset: 0,
+            volume_size: 0,
+            blob_len: 0,
+            sector_size: 0,
+            suite: 0,
+            state: 0,
+            volume_id: [0; 16],
+            mac: [0; 32],
+            blob: [0; OWNED_BLOB],
+        }
+    }
+
+    /// The header. (Every field was taken from a valid header, so the
+    /// decoding below never falls back.)
+    pub fn view(&self) -> Header<'_> {
+        let len = usize::try_from(self.blob_len).unwrap_or(0);
+        Header {
+            params: Params {
+                suite: CipherSuite::from_code(self.suite).unwrap_or(CipherSuite::AesXts256Plain64),
+                sector_size: self.sector_size,
+                data_offset: self.data_offset,
+                volume_size: self.volume_size,
+                volume_id: self.volume_id,
+            },
+            state: if self.state == 1 {
+                VolumeState::Retired
+            } else {
+                VolumeState::Active
+            },
+            sequence: self.sequence,
+            blob: self.blob.get(..len).unwrap_or(&[]),
+            mac: self.mac,
+        }
+    }
+
+    /// The slot this copy is written as (zero after the copy).
+    pub fn encode(&self) -> Result<[u8; SLOT_SIZE], HeaderError> {
+        let mut out = [0u8; SLOT_SIZE];
+        self.view().encode(&mut out)?;
+        Ok(out)
+    }
+}
+
+const _: () = assert!(
+    core::mem::size_of::<OwnedHeader>() == 5 * 8 + 16 + 32 + OWNED_BLOB,
+    "OwnedHeader has padding"
+);
+
+impl fmt::Debug for OwnedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
 /// Which copy won, and what is wrong with the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pick<'a> {
@@ -563,6 +701,69 @@ pub fn pick<'a>(a: &'a [u8], b: &'a [u8]) -> Result<Pick<'a>, HeaderError> {
         }),
         (Err(e1), Err(e2)) if e1 == e2 && e1 != HeaderError::Corrupt => Err(e1),
         (Err(_), Err(_)) => Err(HeaderError::BothCorrupt),
+    }
+}
+
+/// The readable copies of a volume's two slots, newest first (by sequence
+/// number; slot A first on a tie): what to try, in order, when unwrapping.
+/// Nothing here is authenticated yet: a copy is only trusted once its data
+/// key unwraps for its context and its MAC verifies.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidates<'a> {
+    /// (slot, copy), newest first; `None` for a slot that does not parse or
+    /// names another volume than the expected one.
+    pub copies: [Option<(usize, Header<'a>)>; 2],
+}
+
+impl<'a> Candidates<'a> {
+    /// Parses both slots. With `expected`, copies naming another volume id
+    /// are left out (`WrongVolume` if that leaves none while some parsed);
+    /// with no readable copy, `BothCorrupt` (or the error both share, e.g.
+    /// `BadMagic` for a device that holds no volume).
+    pub fn new(
+        a: &'a [u8],
+        b: &'a [u8],
+        expected: Option<&[u8; 16]>,
+    ) -> Result<Candidates<'a>, HeaderError> {
+        let (ha, hb) = (Header::parse(a), Header::parse(b));
+        let keep = |h: &Header<'_>| expected.is_none_or(|id| h.params.volume_id == *id);
+        let mut foreign = false;
+        let mut ok = |r: &Result<Header<'a>, HeaderError>, slot: usize| match r {
+            Ok(h) if keep(h) => Some((slot, *h)),
+            Ok(_) => {
+                foreign = true;
+                None
+            }
+            Err(_) => None,
+        };
+        let (x, y) = (ok(&ha, 0), ok(&hb, 1));
+        // Two good copies of two different volumes and no word on which is
+        // wanted: refuse rather than guess (a copied or torn-over slot).
+        if let (Some(x), Some(y), None) = (x, y, expected)
+            && x.1.params.volume_id != y.1.params.volume_id
+        {
+            return Err(HeaderError::WrongVolume);
+        }
+        let copies = match (x, y) {
+            (Some(x), Some(y)) if y.1.sequence > x.1.sequence => [Some(y), Some(x)],
+            (Some(x), y) => [Some(x), y],
+            (None, y) => [y, None],
+        };
+        if copies[0].is_some() {
+            return Ok(Candidates { copies });
+        }
+        if foreign {
+            return Err(HeaderError::WrongVolume);
+        }
+        match (ha, hb) {
+            (Err(e1), Err(e2)) if e1 == e2 && e1 != HeaderError::Corrupt => Err(e1),
+            _ => Err(HeaderError::BothCorrupt),
+        }
+    }
+
+    /// The newest readable copy.
+    pub fn newest(&self) -> Option<(usize, Header<'a>)> {
+        self.copies[0]
     }
 }
 

@@ -11,7 +11,7 @@ use aes::cipher::KeyInit;
 use envol::header::{self, CipherSuite, Header, HeaderError, Params, SLOT_SIZE};
 use envol::kms::policy::Policy;
 use envol::kms::{Clock, Kms, KmsError, LocalKms};
-use envol::volume::{MemDevice, Volume, VolumeError};
+use envol::volume::{AttachedVolume, BlockDevice, MemDevice, Volume, VolumeError};
 use proptest::prelude::*;
 
 const POLICY: &str = r#"{"Statement":[
@@ -81,6 +81,16 @@ fn device() -> MemDevice {
     MemDevice::new((header::DEFAULT_DATA_OFFSET + 64 * 4096) as usize)
 }
 
+/// Detaches (flushing), which cannot fail on a memory device.
+fn det<D: BlockDevice>(v: AttachedVolume<D>) -> Volume<D> {
+    v.detach().map_err(|(_, e)| e).unwrap()
+}
+
+/// The device's bytes, after detaching.
+fn raw_of(v: AttachedVolume<MemDevice>) -> MemDevice {
+    det(v).into_device()
+}
+
 fn guest_data(n: usize) -> Vec<u8> {
     (0..n * 4096)
         .map(|i| b"guest secret data! "[i % 19])
@@ -90,7 +100,7 @@ fn guest_data(n: usize) -> Vec<u8> {
 #[test]
 fn lifecycle_create_write_detach_attach() {
     let mut kms = kms();
-    let mut vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(1)).unwrap();
+    let vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(1)).unwrap();
     let data = guest_data(8);
     let mut scratch = vec![0u8; 3 * 4096];
     vol.write_sectors(10, &data, &mut scratch).unwrap();
@@ -104,16 +114,16 @@ fn lifecycle_create_write_detach_attach() {
     );
     assert!(vol.read_sectors(0, &mut back[..100]).is_err());
 
-    let detached = vol.detach();
-    let raw = detached.into_device();
+    let raw = raw_of(vol);
+    let bytes = raw.bytes();
     assert!(
-        !raw.bytes.windows(12).any(|w| w == b"guest secret"),
+        !bytes.windows(12).any(|w| w == b"guest secret"),
         "plaintext on disk"
     );
 
     // The data area is plain aes-xts-plain64 under the data key: check with
     // the independent xts-mode crate.
-    let h = Header::parse(&raw.bytes[..SLOT_SIZE]).unwrap();
+    let h = Header::parse(&bytes[..SLOT_SIZE]).unwrap();
     let strings = h.context_strings();
     let dek = kms
         .decrypt_data_key("hypervisor", h.blob, &strings.context())
@@ -124,13 +134,13 @@ fn lifecycle_create_write_detach_attach() {
         aes::Aes256::new_from_slice(&k[32..]).unwrap(),
     );
     let off = header::DEFAULT_DATA_OFFSET as usize + 10 * 4096;
-    let mut ct = raw.bytes[off..off + data.len()].to_vec();
+    let mut ct = bytes[off..off + data.len()].to_vec();
     x.decrypt_area(&mut ct, 4096, 10, xts_mode::get_tweak_default);
     assert_eq!(ct, data);
 
     // Start again: attach as the hypervisor and read back.
     let v = Volume::open(raw).unwrap();
-    let mut vol = v.attach(&mut kms, "hypervisor").unwrap();
+    let vol = v.attach(&mut kms, "hypervisor").unwrap();
     let mut back = vec![0u8; data.len()];
     vol.read_sectors(10, &mut back).unwrap();
     assert_eq!(back, data);
@@ -140,8 +150,8 @@ fn lifecycle_create_write_detach_attach() {
 fn refusals_leave_the_volume_untouched() {
     let mut kms = kms();
     let vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(2)).unwrap();
-    let raw = vol.detach().into_device();
-    let before = raw.bytes.clone();
+    let raw = raw_of(vol);
+    let before = raw.bytes();
 
     // Wrong principal.
     let v = Volume::open(raw).unwrap();
@@ -161,7 +171,7 @@ fn refusals_leave_the_volume_untouched() {
     kms.cancel_key_deletion("admin", "key-a").unwrap();
     kms.enable_key("admin", "key-a").unwrap();
     let raw = v.into_device();
-    assert_eq!(raw.bytes, before, "refused attaches must not write");
+    assert_eq!(raw.bytes(), before, "refused attaches must not write");
     assert!(
         Volume::open(raw)
             .unwrap()
@@ -173,25 +183,20 @@ fn refusals_leave_the_volume_untouched() {
 #[test]
 fn blob_from_another_volume_and_edited_headers_are_refused() {
     let mut kms = kms();
-    let a = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(3))
-        .unwrap()
-        .detach()
-        .into_device();
-    let b = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(4))
-        .unwrap()
-        .detach()
-        .into_device();
+    let a = raw_of(Volume::create(device(), &mut kms, "hypervisor", "key-a", params(3)).unwrap());
+    let b = raw_of(Volume::create(device(), &mut kms, "hypervisor", "key-a", params(4)).unwrap());
+    let (a_bytes, b_bytes) = (a.bytes(), b.bytes());
 
     // Volume B's header carrying volume A's wrapped key (checksum fixed up).
-    let ha = Header::parse(&a.bytes[..SLOT_SIZE]).unwrap();
-    let hb = Header::parse(&b.bytes[..SLOT_SIZE]).unwrap();
+    let ha = Header::parse(&a_bytes[..SLOT_SIZE]).unwrap();
+    let hb = Header::parse(&b_bytes[..SLOT_SIZE]).unwrap();
     let mut forged = hb;
     forged.blob = ha.blob;
     let mut dev = b.clone();
     let mut slot = [0u8; SLOT_SIZE];
     forged.encode(&mut slot).unwrap();
-    dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
-    dev.bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
     let (_, e) = Volume::open(dev)
         .unwrap()
         .attach(&mut kms, "hypervisor")
@@ -209,8 +214,8 @@ fn blob_from_another_volume_and_edited_headers_are_refused() {
         }
         let mut dev = a.clone();
         h.encode(&mut slot).unwrap();
-        dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
-        dev.bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+        dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+        dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
         let (_, e) = Volume::open(dev)
             .unwrap()
             .attach(&mut kms, "hypervisor")
@@ -221,12 +226,24 @@ fn blob_from_another_volume_and_edited_headers_are_refused() {
             "edit {edit}"
         );
     }
-    // Edited state or sequence: the wrap still opens, the header MAC does not.
+    // Edited state or sequence: the wrap still opens, the header MAC does
+    // not. With the good copy still in slot B, attach falls back to it and
+    // then repairs slot A; with both copies edited it is refused.
     let mut h = ha;
     h.sequence += 5;
     let mut dev = a.clone();
     h.encode(&mut slot).unwrap();
-    dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    let back = raw_of(
+        Volume::open(dev)
+            .unwrap()
+            .attach(&mut kms, "hypervisor")
+            .unwrap(),
+    );
+    assert_eq!(back.bytes()[..2 * SLOT_SIZE], a_bytes[..2 * SLOT_SIZE]);
+    let mut dev = a.clone();
+    dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
     let (_, e) = Volume::open(dev)
         .unwrap()
         .attach(&mut kms, "hypervisor")
@@ -239,7 +256,7 @@ fn blob_from_another_volume_and_edited_headers_are_refused() {
         .unwrap()
         .attach(&mut kms2, "hypervisor")
         .unwrap();
-    let retired = vol.retire().unwrap();
+    let retired = vol.retire(&mut kms2, "admin").map_err(|(_, e)| e).unwrap();
     let raw = retired.into_device();
     let (v, e) = Volume::open(raw)
         .unwrap()
@@ -247,41 +264,41 @@ fn blob_from_another_volume_and_edited_headers_are_refused() {
         .unwrap_err();
     assert_eq!(e, VolumeError::Retired);
     let raw = v.into_device();
-    let mut h = Header::parse(&raw.bytes[..SLOT_SIZE]).unwrap();
+    let raw_bytes = raw.bytes();
+    let mut h = Header::parse(&raw_bytes[..SLOT_SIZE]).unwrap();
     h.state = envol::header::VolumeState::Active;
     let mut dev = raw.clone();
     h.encode(&mut slot).unwrap();
-    dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
-    dev.bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+    // The key service's tombstone refuses the context before the header
+    // is even looked at.
     let (_, e) = Volume::open(dev)
         .unwrap()
         .attach(&mut kms2, "hypervisor")
         .unwrap_err();
-    assert_eq!(e, VolumeError::Header(HeaderError::Tampered));
+    assert_eq!(e, VolumeError::Retired);
 }
 
 #[test]
 fn damaged_copies_are_survived_and_repaired() {
     let mut kms = kms();
-    let raw = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(5))
-        .unwrap()
-        .detach()
-        .into_device();
+    let raw = raw_of(Volume::create(device(), &mut kms, "hypervisor", "key-a", params(5)).unwrap());
+    let raw_bytes = raw.bytes();
     for slot in 0..2 {
         let mut dev = raw.clone();
-        dev.bytes[slot * SLOT_SIZE + 100] ^= 0xff;
+        dev.state().bytes[slot * SLOT_SIZE + 100] ^= 0xff;
         let v = Volume::open(dev).unwrap();
-        let v = v.attach(&mut kms, "hypervisor").unwrap().detach();
-        let dev = v.into_device();
+        let dev = raw_of(v.attach(&mut kms, "hypervisor").unwrap());
         assert_eq!(
-            dev.bytes[..2 * SLOT_SIZE],
-            raw.bytes[..2 * SLOT_SIZE],
+            dev.bytes()[..2 * SLOT_SIZE],
+            raw_bytes[..2 * SLOT_SIZE],
             "slot {slot} repaired"
         );
     }
     let mut dev = raw.clone();
-    dev.bytes[100] ^= 1;
-    dev.bytes[SLOT_SIZE + 100] ^= 1;
+    dev.state().bytes[100] ^= 1;
+    dev.state().bytes[SLOT_SIZE + 100] ^= 1;
     let (_, e) = Volume::open(dev).unwrap_err();
     assert_eq!(e, VolumeError::Header(HeaderError::BothCorrupt));
     let (_, e) = Volume::open(MemDevice::new(1 << 20)).unwrap_err();
@@ -291,43 +308,47 @@ fn damaged_copies_are_survived_and_repaired() {
 #[test]
 fn rewrap_torn_at_every_byte_opens_with_old_or_new_wrap() {
     let mut kms = kms();
-    let mut vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(6)).unwrap();
+    let vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(6)).unwrap();
     let data = guest_data(2);
     let mut scratch = vec![0u8; 4096];
     vol.write_sectors(0, &data, &mut scratch).unwrap();
-    let base = vol.detach().into_device();
+    let base = raw_of(vol);
 
     // A clean rewrap writes the header twice.
     let mut probe = base.clone();
-    probe.writes = 0;
-    let mut v = Volume::open(&mut probe)
+    probe.state().writes = 0;
+    let v = Volume::open(&probe)
         .unwrap()
         .attach(&mut kms, "hypervisor")
         .unwrap();
     v.rewrap(&mut kms, "hypervisor", "key-b").unwrap();
     drop(v);
-    assert_eq!(probe.writes, 2);
+    assert_eq!(probe.state().writes, 2);
 
     let mut tested = 0;
     let (mut saw_old, mut saw_new) = (0, 0);
     for write in 0..2 {
         for torn_at in 0..=SLOT_SIZE {
             let mut dev = base.clone();
-            let mut v = Volume::open(&mut dev)
+            let v = Volume::open(&dev)
                 .unwrap()
                 .attach(&mut kms, "hypervisor")
                 .unwrap();
-            v.vol_device_fail(write, torn_at);
+            dev.with_state(|s| {
+                s.writes = 0;
+                s.fail_after_writes = Some(write);
+                s.torn_at = torn_at;
+            });
             assert!(v.rewrap(&mut kms, "hypervisor", "key-b").is_err());
             drop(v);
-            dev.fail_after_writes = None;
-            let v = Volume::open(&mut dev).unwrap();
+            dev.state().fail_after_writes = None;
+            let v = Volume::open(&dev).unwrap();
             match v.header().key_id() {
                 "key-a" => saw_old += 1,
                 "key-b" => saw_new += 1,
                 other => panic!("unexpected key {other}"),
             }
-            let mut v = v.attach(&mut kms, "hypervisor").unwrap();
+            let v = v.attach(&mut kms, "hypervisor").unwrap();
             let mut back = vec![0u8; data.len()];
             v.read_sectors(0, &mut back).unwrap();
             assert_eq!(back, data, "write {write} torn at {torn_at}");
@@ -339,19 +360,6 @@ fn rewrap_torn_at_every_byte_opens_with_old_or_new_wrap() {
     println!(
         "torn rewrap: {tested} tear points, {saw_old} opened with the old wrap, {saw_new} with the new"
     );
-}
-
-/// Arms the device under an attached volume to fail mid-write.
-trait ArmFailure {
-    fn vol_device_fail(&mut self, write: usize, torn_at: usize);
-}
-
-impl ArmFailure for envol::volume::AttachedVolume<&mut MemDevice> {
-    fn vol_device_fail(&mut self, write: usize, torn_at: usize) {
-        self.device_mut().writes = 0;
-        self.device_mut().fail_after_writes = Some(write);
-        self.device_mut().torn_at = torn_at;
-    }
 }
 
 proptest! {
@@ -367,9 +375,8 @@ proptest! {
     #[test]
     fn mutated_headers_never_panic(pos in 0usize..400, val in any::<u8>(), fix_sum in any::<bool>()) {
         let mut kms = kms();
-        let raw = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(7))
-            .unwrap().detach().into_device();
-        let mut slot = raw.bytes[..SLOT_SIZE].to_vec();
+        let raw = raw_of(Volume::create(device(), &mut kms, "hypervisor", "key-a", params(7)).unwrap());
+        let mut slot = raw.bytes()[..SLOT_SIZE].to_vec();
         slot[pos] = val;
         if fix_sum {
             // Recompute the checksum so the mutation reaches the deeper fields.
@@ -381,10 +388,10 @@ proptest! {
             }
         }
         let mut dev = raw.clone();
-        dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
-        dev.bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+        dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+        dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
         if let Ok(v) = Volume::open(dev)
-            && let Ok(mut a) = v.attach(&mut kms, "hypervisor")
+            && let Ok(a) = v.attach(&mut kms, "hypervisor")
         {
             // Attached only if the parameters are the authentic ones.
             prop_assert_eq!(*a.params(), params(7));

@@ -76,6 +76,14 @@
 // Size of a buffer that always holds an audit head and its NUL.
 #define ENVOL_AUDIT_HEAD_SIZE 96
 
+// Number of pairs in a volume's encryption context
+// (`envol_header_context`).
+#define ENVOL_HEADER_CONTEXT_PAIRS 5
+
+// Size of a string buffer that always holds a volume's encryption context
+// (`envol_header_context`).
+#define ENVOL_HEADER_CONTEXT_STRINGS 256
+
 // Size of one volume header slot in bytes. A volume starts with two
 // copies: slot A at byte 0, slot B at byte `ENVOL_HEADER_SLOT_SIZE`.
 #define ENVOL_HEADER_SLOT_SIZE 4096
@@ -93,16 +101,8 @@
 // Largest sector size of a volume, in bytes.
 #define ENVOL_MAX_SECTOR_SIZE 65536
 
-// Number of pairs in a volume's encryption context
-// (`envol_header_context`).
-#define ENVOL_HEADER_CONTEXT_PAIRS 5
-
-// Size of a string buffer that always holds a volume's encryption context
-// (`envol_header_context`).
-#define ENVOL_HEADER_CONTEXT_STRINGS 256
-
 // Size in bytes of [`envol_volume`]; fixed for this major version.
-#define ENVOL_VOLUME_SIZE 81920
+#define ENVOL_VOLUME_SIZE 98304
 
 // Alignment in bytes of [`envol_volume`].
 #define ENVOL_VOLUME_ALIGN 64
@@ -412,45 +412,6 @@ typedef struct envol_kms_callbacks {
 // call back into that key service.
 typedef int (*envol_audit_sink_fn)(void *user, const char *line, size_t len);
 
-// A caller-allocated volume (`ENVOL_VOLUME_SIZE` bytes, 64-byte aligned):
-// everything the high-level calls need, with no allocation — copies of the
-// device and key-service tables, the header, the XTS engine while
-// attached, and a bounce buffer of 64 KiB (the largest sector size)
-// through which `envol_volume_write` encrypts.
-//
-// Zero it (or `envol_volume_close` it) before first use; fill it with
-// `envol_volume_create` or `envol_volume_open`; end with
-// `envol_volume_close`, which wipes it. The bytes are opaque. A live
-// volume must not be copied or moved, must be used from one thread at a
-// time, and must not be called from inside its own device or key-service
-// callbacks. It is large: give it static storage or a heap block rather
-// than a small stack.
-typedef struct ENVOL_ALIGNED(64) envol_volume {
-  uint8_t opaque[ENVOL_VOLUME_SIZE];
-} envol_volume;
-
-// A block device as a table of C callbacks: how the hypervisor gives envol
-// its disk (a file, a block device, a network volume, memory).
-//
-// Each callback gets `user` first and returns 0 on success or any other
-// value (an errno, say) on failure, which envol reports as
-// `ENVOL_ERR_IO`. Reads and writes are exact: 0 means all `len` bytes were
-// transferred. `read_at` and `write_at` are required; `flush` (make earlier
-// writes durable, e.g. `fsync`) may be NULL when writes are durable as
-// they return. Header updates rely on `flush` for crash safety. Callbacks
-// are never called with `len` 0, must not call back into the
-// `envol_volume` that called them, and run on the caller's thread.
-typedef struct envol_block_device {
-  // Passed unchanged as the first argument of every callback.
-  void *user;
-  // Reads `len` bytes at byte `offset` into `buf`.
-  int (*read_at)(void *user, uint64_t offset, uint8_t *buf, size_t len);
-  // Writes `len` bytes from `buf` at byte `offset`.
-  int (*write_at)(void *user, uint64_t offset, const uint8_t *buf, size_t len);
-  // Makes earlier writes durable; may be NULL.
-  int (*flush)(void *user);
-} envol_block_device;
-
 // The parameters of a volume, fixed at creation.
 typedef struct envol_volume_params {
   // An `envol_cipher` value.
@@ -464,10 +425,83 @@ typedef struct envol_volume_params {
   // Size of the data area in bytes: a non-zero multiple of the sector
   // size. The device must hold `data_offset + volume_size` bytes.
   uint64_t volume_size;
-  // The volume's unique id (the encryption context names it as
-  // `vol-<32 hex digits>`).
+  // The volume's unique id: random, never all zero (the encryption
+  // context names it as `vol-<32 hex digits>`).
   uint8_t volume_id[16];
 } envol_volume_params;
+
+// A caller-allocated volume (`ENVOL_VOLUME_SIZE` bytes, 64-byte aligned):
+// everything the high-level calls need, with no allocation — copies of the
+// device and key-service tables and of the lease settings, the header
+// copies, the XTS engine while attached, and a bounce buffer (bare-metal
+// builds) through which `envol_volume_write` encrypts.
+//
+// Zero it (or `envol_volume_close` it) before first use; fill it with
+// `envol_volume_create` or `envol_volume_open`; end with
+// `envol_volume_close`, which wipes it. The bytes are opaque. A live
+// volume must not be copied or moved, and must not be called from inside
+// its own device or key-service callbacks. Any number of threads may use
+// it at once (see each call for what it waits for). It is large: give it
+// static storage or a heap block rather than a small stack.
+typedef struct ENVOL_ALIGNED(64) envol_volume {
+  uint8_t opaque[ENVOL_VOLUME_SIZE];
+} envol_volume;
+
+// A block device as a table of C callbacks: how the hypervisor gives envol
+// its disk (a file, a block device, a network volume, memory).
+//
+// Each callback gets `user` first and returns 0 on success or any other
+// value (an errno, say) on failure, which envol reports as
+// `ENVOL_ERR_IO`. Reads and writes are exact: 0 means all `len` bytes were
+// transferred. `read_at` and `write_at` are required; `flush` (make earlier
+// writes durable, e.g. `fsync`) may be NULL when writes are durable as
+// they return. Header updates rely on `flush` for crash safety. Callbacks
+// are never called with `len` 0 and must not call back into the
+// `envol_volume` that called them. When a volume is used from several
+// threads they are called from those threads, at once: positional I/O
+// (`pread`/`pwrite`, `fdatasync`) is safe for that.
+typedef struct envol_block_device {
+  // Passed unchanged as the first argument of every callback.
+  void *user;
+  // Reads `len` bytes at byte `offset` into `buf`.
+  int (*read_at)(void *user, uint64_t offset, uint8_t *buf, size_t len);
+  // Writes `len` bytes from `buf` at byte `offset`.
+  int (*write_at)(void *user, uint64_t offset, const uint8_t *buf, size_t len);
+  // Makes earlier writes durable; may be NULL.
+  int (*flush)(void *user);
+} envol_block_device;
+
+// How long an attached volume may keep its data key without the key
+// service's renewed consent (`envol_volume_set_lease`). Times are in
+// seconds of the lease's clock.
+typedef struct envol_lease {
+  // Length of a lease; 0 turns leases off.
+  uint64_t duration_s;
+  // Renew this long before the lease ends (0: half-way; at most
+  // `duration_s`).
+  uint64_t renew_before_s;
+  // How long past the lease's end an unreachable key service is waited
+  // for before the key is wiped (availability against revocation
+  // delay). A refusal is never given grace.
+  uint64_t grace_s;
+  // The lease's clock: seconds of any epoch, non-decreasing, safe to call
+  // from any thread. NULL: the system clock (hosted builds; required on
+  // bare metal).
+  uint64_t (*now)(void *user);
+  // Passed unchanged to `now`.
+  void *user;
+} envol_lease;
+
+// What `envol_volume_maintain` found or did.
+typedef struct envol_lease_info {
+  // An `envol_lease_state` value.
+  uint32_t state;
+  // When the lease ends (the lease clock's seconds); 0 without a lease.
+  uint64_t expires_at;
+  // When the key is wiped unless renewed first (`expires_at` plus the
+  // grace period); 0 without a lease.
+  uint64_t deadline;
+} envol_lease_info;
 
 // Settings for `envol_aws_kms_new`. Every field may be NULL (or 0): it is
 // then taken from the environment and the shared AWS files exactly as the
@@ -1117,187 +1151,6 @@ enum envol_status envol_local_kms_re_encrypt(struct envol_local_kms *kms,
 enum envol_status envol_local_kms_callbacks(struct envol_local_kms *kms,
                                             struct envol_kms_callbacks *out);
 
-// `sizeof(envol_volume)` of the built library; compare with
-// `ENVOL_VOLUME_SIZE`.
-size_t envol_volume_size(void);
-
-// Creates a volume on `dev`: a fresh data key from the key service
-// (`kms->generate_data_key`, as `principal`, wrapped under master key
-// `key_id` for the volume's encryption context), both header copies
-// written and flushed; the data area is not touched. On success `*vol`
-// holds the volume attached, with copies of `*dev` and `*kms` (the tables
-// themselves need not outlive the call; what their `user` pointers point
-// to must outlive `*vol`).
-//
-// `*vol` must be empty (zeroed or closed): a live one is
-// `ENVOL_ERR_VOLUME_ATTACHED` / `ENVOL_ERR_VOLUME_DETACHED`. NULL
-// `read_at`, `write_at` or `generate_data_key` is
-// `ENVOL_ERR_NULL_POINTER`; an unknown cipher `ENVOL_ERR_INVALID_ARGUMENT`;
-// parameters out of range `ENVOL_ERR_VOLUME_PARAMS`; a device failure
-// `ENVOL_ERR_IO`; the key service's refusals come back as its status. On
-// any error `*vol` stays empty.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`; `dev` and `kms` NULL or
-// readable tables whose callbacks keep their contracts while `*vol` is
-// live; strings NULL or NUL-terminated; `params` NULL or readable.
-enum envol_status envol_volume_create(struct envol_volume *vol,
-                                      const struct envol_block_device *dev,
-                                      const struct envol_kms_callbacks *kms,
-                                      const char *principal,
-                                      const char *key_id,
-                                      const struct envol_volume_params *params);
-
-// Opens the volume on `dev`: reads both header copies, picks the newest
-// good one and rewrites the other if it is damaged or stale. No key is
-// involved; on success `*vol` holds the volume detached (attach it with
-// `envol_volume_attach`), with copies of `*dev` and `*kms`.
-//
-// `*vol` must be empty, as for `envol_volume_create`. A device that holds
-// no volume is `ENVOL_ERR_HEADER_BAD_MAGIC`; two unreadable copies
-// `ENVOL_ERR_HEADER_BOTH_CORRUPT` (or the error both share, e.g.
-// `ENVOL_ERR_HEADER_VERSION`); a device failure `ENVOL_ERR_IO`. On any
-// error `*vol` stays empty.
-//
-// # Safety
-// As for [`envol_volume_create`].
-enum envol_status envol_volume_open(struct envol_volume *vol,
-                                    const struct envol_block_device *dev,
-                                    const struct envol_kms_callbacks *kms);
-
-// Attaches a detached volume as `principal`: unwraps the data key through
-// the key service (`kms->decrypt_data_key`) with the header's encryption
-// context, verifies the header MAC, and sets up the XTS engine (best
-// backend). The volume is then attached.
-//
-// A retired volume is `ENVOL_ERR_VOLUME_RETIRED` (the key service is not
-// asked); a refusal comes back as the key service's status
-// (`ENVOL_ERR_ACCESS_DENIED`, `ENVOL_ERR_KEY_DISABLED`, ...); a header
-// edited since it was written `ENVOL_ERR_HEADER_TAMPERED`; a data key of
-// the wrong size `ENVOL_ERR_KEY_MISMATCH`; NULL `decrypt_data_key`
-// `ENVOL_ERR_NULL_POINTER`. Attached already: `ENVOL_ERR_VOLUME_ATTACHED`;
-// empty: `ENVOL_ERR_NOT_INITIALIZED`. On any error the volume stays
-// detached.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`; `principal` NULL or
-// NUL-terminated.
-enum envol_status envol_volume_attach(struct envol_volume *vol, const char *principal);
-
-// Detaches an attached volume: the XTS engine and every copy of key
-// material in `*vol` are wiped, and so is the bounce buffer; the volume
-// stays open (detached) and can be attached again. Afterwards `*vol` holds
-// the same bytes as a struct freshly opened on the same device with the
-// same tables: nothing of the key is left in it. Detached already: `ENVOL_ERR_VOLUME_DETACHED`; empty:
-// `ENVOL_ERR_NOT_INITIALIZED`.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`.
-enum envol_status envol_volume_detach(struct envol_volume *vol);
-
-// Ends the use of `*vol`: an attached volume's key is wiped, and every
-// byte of the struct is zeroed (it is then empty, ready for create or
-// open). Nothing is written to the device. NULL and a misaligned pointer
-// are accepted and ignored.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`.
-void envol_volume_close(struct envol_volume *vol);
-
-// Reads `len` bytes (whole sectors) from data sector `first_sector` on,
-// decrypted, into `buf`. `len` 0 is a no-op.
-//
-// A `len` that is not a multiple of the sector size is
-// `ENVOL_ERR_LENGTH`; sectors past the end of the volume
-// `ENVOL_ERR_OUT_OF_RANGE`; `buf` overlapping `*vol` `ENVOL_ERR_OVERLAP`;
-// all with `buf` untouched. A device failure is `ENVOL_ERR_IO`, and then
-// (the one exception to "nothing written on failure") `buf` may hold
-// whatever the device wrote into it. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`; `buf` NULL or valid for `len`
-// writes.
-enum envol_status envol_volume_read(struct envol_volume *vol,
-                                    uint64_t first_sector,
-                                    uint8_t *buf,
-                                    size_t len);
-
-// Encrypts `len` bytes (whole sectors) from `buf` and writes them at data
-// sector `first_sector` on. `buf` is only read: encryption goes through
-// the bounce buffer inside `*vol`, 64 KiB at a time (so the device sees
-// writes of at most 64 KiB). `len` 0 is a no-op.
-//
-// Errors as for `envol_volume_read`; on `ENVOL_ERR_IO` a prefix of the
-// sectors may have been written.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`; `buf` NULL or valid for `len`
-// reads.
-enum envol_status envol_volume_write(struct envol_volume *vol,
-                                     uint64_t first_sector,
-                                     const uint8_t *buf,
-                                     size_t len);
-
-// Makes written sectors durable (the device's `flush`; a no-op if it has
-// none). Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`.
-enum envol_status envol_volume_flush(struct envol_volume *vol);
-
-// Rewraps the data key of an attached volume under master key
-// `new_key_id`, as `principal`, through the key service's re-encrypt
-// (`kms->re_encrypt`; the plaintext key never leaves the service). The data
-// is not touched. The header update is crash-safe: the copy holding the
-// older header is written first and flushed, then the other; a failure or
-// crash at any byte leaves a volume that opens with the old or the new
-// wrap. On error the volume stays attached and usable.
-//
-// NULL `re_encrypt` is `ENVOL_ERR_KMS_UNAVAILABLE` (the service cannot);
-// the key service's refusals come back as its status; a device failure is
-// `ENVOL_ERR_IO`. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`; strings NULL or NUL-terminated.
-enum envol_status envol_volume_rewrap(struct envol_volume *vol,
-                                      const char *principal,
-                                      const char *new_key_id);
-
-// Retires an attached volume: the header is marked retired (crash-safely,
-// as for rewrap) and the volume detached, key wiped. Attaching it is
-// refused from then on with `ENVOL_ERR_VOLUME_RETIRED`. On error the
-// volume stays attached. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-//
-// # Safety
-// `vol` NULL or a writable `envol_volume`.
-enum envol_status envol_volume_retire(struct envol_volume *vol);
-
-// Describes an open volume (attached or detached): its parameters to
-// `*params_out`, the header's sequence number (incremented by every header
-// update) to `*sequence`, the master key id its data key is wrapped under,
-// NUL-terminated, to `key_id_out` (room for `ENVOL_MAX_KEY_ID + 1` bytes),
-// and 1 if attached or 0 if detached to `*attached`. Every output is
-// required; an output overlapping `*vol` is `ENVOL_ERR_OVERLAP`. Empty:
-// `ENVOL_ERR_NOT_INITIALIZED`.
-//
-// # Safety
-// `vol` NULL or a readable `envol_volume`; `params_out`, `sequence`,
-// `attached` NULL or writable; `key_id_out` NULL or valid for
-// `ENVOL_MAX_KEY_ID + 1` writes.
-//
-enum envol_status envol_volume_info(const struct envol_volume *vol,
-                                    struct envol_volume_params *params_out,
-                                    uint64_t *sequence,
-                                    char key_id_out[ENVOL_MAX_KEY_ID + 1],
-                                    int *attached);
-
-// The XTS backend of an attached volume, or `ENVOL_BACKEND_AUTO` if `vol`
-// is NULL, misaligned, empty or detached (no engine, no key).
-//
-// # Safety
-// `vol` NULL or a readable `envol_volume`.
-enum envol_backend envol_volume_backend(const struct envol_volume *vol);
-
 // Checks one header copy on its own (a slot of `ENVOL_HEADER_SLOT_SIZE`
 // bytes): `ENVOL_OK` if it parses, else why not —
 // `ENVOL_ERR_HEADER_BAD_MAGIC`, `ENVOL_ERR_HEADER_CORRUPT` (checksum: torn
@@ -1318,8 +1171,9 @@ enum envol_status envol_header_check(const uint8_t slot[ENVOL_HEADER_SLOT_SIZE])
 // service's decrypt takes it) to `blob_out` (`blob_cap` bytes of room;
 // `ENVOL_MAX_BLOB` always suffices, else `ENVOL_ERR_BUFFER_TOO_SMALL`) and
 // its length to `*blob_len`. `*repair_needed` is the slot (0 = A, 1 = B)
-// whose copy is damaged, stale or different and should be rewritten with
-// the winner's bytes, or -1.
+// whose copy is damaged, stale or different, or -1. That copy should be
+// rewritten with the winner's bytes only after `envol_header_unwrap_expect`
+// verified the winner (nothing here is authenticated yet).
 //
 // Both copies unreadable is `ENVOL_ERR_HEADER_BOTH_CORRUPT`, or the error
 // both share (`ENVOL_ERR_HEADER_BAD_MAGIC` for a device holding no volume,
@@ -1365,12 +1219,14 @@ enum envol_status envol_header_context(const struct envol_volume_params *params,
                                        size_t strings_cap,
                                        size_t *n_pairs);
 
-// The low level's attach: picks the newest good copy of the two header
-// slots, unwraps its data key as `principal` through the key service
-// (`kms->decrypt_data_key`) with the header's encryption context,
-// verifies the header MAC, and initialises `ctx` with the key (best
-// backend). The plaintext key never reaches the caller, and every buffer
-// that held it is wiped. On any error `ctx` is left as it was.
+// The low level's attach: picks the newest readable copy of the two
+// header slots, unwraps its data key as `principal` through the key
+// service (`kms->decrypt_data_key`) with the copy's encryption context,
+// verifies its MAC — falling back to the other copy if the newest proves
+// not to be this volume's (its key does not unwrap for its context, or
+// its MAC fails) — and initialises `ctx` with the key (best backend). The
+// plaintext key never reaches the caller, and every buffer that held it is
+// wiped. On any error `ctx` is left as it was.
 //
 // Then, for a request on data sectors `n..n+k` of the volume (learn
 // `data_offset` and `sector_size` from `envol_header_parse`): the bytes
@@ -1396,6 +1252,25 @@ enum envol_status envol_header_unwrap(struct envol_xts *ctx,
                                       const char *principal,
                                       const uint8_t slot_a[ENVOL_HEADER_SLOT_SIZE],
                                       const uint8_t slot_b[ENVOL_HEADER_SLOT_SIZE]);
+
+// `envol_header_unwrap` for a caller that knows which volume it expects:
+// copies naming another volume id than `volume_id` (16 bytes; NULL for
+// any) are never used (`ENVOL_ERR_WRONG_VOLUME` if that leaves none), and
+// `*verified_slot` (may be NULL) gets the slot whose copy verified (0 = A,
+// 1 = B). Rewrite the other slot with the verified copy's bytes, if they
+// differ, only after this succeeded: never repair from an unverified copy.
+//
+// # Safety
+// As for [`envol_header_unwrap`]; `volume_id` NULL or valid for 16 reads;
+// `verified_slot` NULL or writable.
+//
+enum envol_status envol_header_unwrap_expect(struct envol_xts *ctx,
+                                             const struct envol_kms_callbacks *kms,
+                                             const char *principal,
+                                             const uint8_t slot_a[ENVOL_HEADER_SLOT_SIZE],
+                                             const uint8_t slot_b[ENVOL_HEADER_SLOT_SIZE],
+                                             const uint8_t volume_id[16],
+                                             int *verified_slot);
 
 // Builds one complete header copy — parameters `*params`, the wrapped
 // data key `blob` (as a key service's generate-data-key made it, for the
@@ -1424,6 +1299,308 @@ enum envol_status envol_header_build(const struct envol_volume_params *params,
                                      const uint8_t *dek,
                                      size_t dek_len,
                                      uint8_t slot_out[ENVOL_HEADER_SLOT_SIZE]);
+
+// `sizeof(envol_volume)` of the built library; compare with
+// `ENVOL_VOLUME_SIZE`.
+size_t envol_volume_size(void);
+
+// Creates a volume on `dev`: a fresh data key from the key service
+// (`kms->generate_data_key`, as `principal`, wrapped under master key
+// `key_id` for the volume's encryption context), both header copies
+// written and flushed; the data area is not touched. On success `*vol`
+// holds the volume attached, with copies of `*dev` and `*kms` (the tables
+// themselves need not outlive the call; what their `user` pointers point
+// to must outlive `*vol`).
+//
+// A device that already holds an envol volume (either header copy) is
+// `ENVOL_ERR_VOLUME_EXISTS`, and nothing is written: creating over it
+// would destroy its data key, and so all its data (use
+// `envol_volume_overwrite` to do that on purpose). An all-zero volume id
+// is `ENVOL_ERR_VOLUME_PARAMS` (use random ids).
+//
+// `*vol` must be empty (zeroed or closed): a live one is
+// `ENVOL_ERR_VOLUME_ATTACHED` / `ENVOL_ERR_VOLUME_DETACHED`. NULL
+// `read_at`, `write_at` or `generate_data_key` is
+// `ENVOL_ERR_NULL_POINTER`; an unknown cipher `ENVOL_ERR_INVALID_ARGUMENT`;
+// parameters out of range `ENVOL_ERR_VOLUME_PARAMS`; a device failure
+// `ENVOL_ERR_IO`; the key service's refusals come back as its status. On
+// any error `*vol` stays empty.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `dev` and `kms` NULL or
+// readable tables whose callbacks keep their contracts while `*vol` is
+// live; strings NULL or NUL-terminated; `params` NULL or readable.
+enum envol_status envol_volume_create(struct envol_volume *vol,
+                                      const struct envol_block_device *dev,
+                                      const struct envol_kms_callbacks *kms,
+                                      const char *principal,
+                                      const char *key_id,
+                                      const struct envol_volume_params *params);
+
+// `envol_volume_create` on a device that may hold a volume already: its
+// header copies are replaced and its data key, and so all its data, is
+// lost. For re-formatting on purpose; everything else as for create.
+//
+// # Safety
+// As for [`envol_volume_create`].
+enum envol_status envol_volume_overwrite(struct envol_volume *vol,
+                                         const struct envol_block_device *dev,
+                                         const struct envol_kms_callbacks *kms,
+                                         const char *principal,
+                                         const char *key_id,
+                                         const struct envol_volume_params *params);
+
+// Opens the volume on `dev`: reads both header copies and writes nothing
+// (a damaged or stale copy is repaired only once an attach has verified
+// the other). No key is involved; on success `*vol` holds the volume
+// detached (attach it with `envol_volume_attach`), with copies of `*dev`
+// and `*kms`.
+//
+// `*vol` must be empty, as for `envol_volume_create`. A device that holds
+// no volume is `ENVOL_ERR_HEADER_BAD_MAGIC`; two unreadable copies
+// `ENVOL_ERR_HEADER_BOTH_CORRUPT` (or the error both share, e.g.
+// `ENVOL_ERR_HEADER_VERSION`); two good copies of two different volumes
+// `ENVOL_ERR_WRONG_VOLUME` (say which you expect with
+// `envol_volume_open_expect`); a device failure `ENVOL_ERR_IO`. On any
+// error `*vol` stays empty.
+//
+// # Safety
+// As for [`envol_volume_create`].
+enum envol_status envol_volume_open(struct envol_volume *vol,
+                                    const struct envol_block_device *dev,
+                                    const struct envol_kms_callbacks *kms);
+
+// `envol_volume_open` for a caller that knows which volume it expects:
+// header copies naming another volume id than `volume_id` (16 bytes) are
+// never used, and a device holding only such copies is
+// `ENVOL_ERR_WRONG_VOLUME`. Hypervisors should use this, with the id they
+// recorded at create time.
+//
+// # Safety
+// As for [`envol_volume_create`]; `volume_id` NULL or valid for 16 reads.
+//
+enum envol_status envol_volume_open_expect(struct envol_volume *vol,
+                                           const struct envol_block_device *dev,
+                                           const struct envol_kms_callbacks *kms,
+                                           const uint8_t volume_id[16]);
+
+// Attaches a detached volume as `principal`: unwraps the data key of the
+// newest header copy through the key service (`kms->decrypt_data_key`)
+// with its encryption context and verifies its MAC — falling back to the
+// other copy if the newest proves not to be this volume's — then sets up
+// the XTS engine (best backend) and, if `envol_volume_set_lease` was
+// called, starts a lease. Only after a copy verified is the other slot
+// rewritten with it. The volume is then attached.
+//
+// A retired volume is `ENVOL_ERR_VOLUME_RETIRED`; a refusal comes back as
+// the key service's status (`ENVOL_ERR_ACCESS_DENIED`,
+// `ENVOL_ERR_KEY_DISABLED`, ...); a header edited since it was written
+// `ENVOL_ERR_HEADER_TAMPERED`; a data key of the wrong size
+// `ENVOL_ERR_KEY_MISMATCH`; NULL `decrypt_data_key`
+// `ENVOL_ERR_NULL_POINTER`. Attached already: `ENVOL_ERR_VOLUME_ATTACHED`;
+// empty: `ENVOL_ERR_NOT_INITIALIZED`. On any error the volume stays
+// detached.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `principal` NULL or
+// NUL-terminated.
+enum envol_status envol_volume_attach(struct envol_volume *vol, const char *principal);
+
+// Detaches an attached volume: waits for calls in flight on other threads
+// (data calls, rewrap, lease renewal) to finish — calls arriving
+// afterwards get `ENVOL_ERR_VOLUME_DETACHED` — then makes every written
+// sector durable (the device's `flush`), and only then wipes the XTS
+// engine and every copy of key material in `*vol`. The volume stays open
+// (detached) and can be attached again. If the flush fails the result is
+// `ENVOL_ERR_IO` and the volume stays attached, so nothing acknowledged
+// is lost silently (retry, or `envol_volume_close` to wipe regardless).
+// Detached already: `ENVOL_ERR_VOLUME_DETACHED`; empty:
+// `ENVOL_ERR_NOT_INITIALIZED`.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`.
+enum envol_status envol_volume_detach(struct envol_volume *vol);
+
+// Sets the lease attached volumes hold (see `envol_lease`): taken at every
+// attach from now on, and, if the volume is attached, started afresh now.
+// A lease of `duration_s` 0 turns leases off. Then call
+// `envol_volume_maintain` from a timer, well within `renew_before_s`. A
+// NULL clock on a bare-metal build is `ENVOL_ERR_NULL_POINTER`. Waits for
+// calls in flight, as detach does.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`; `lease` NULL or readable, its
+// clock keeping the `envol_lease` contract while `*vol` is live.
+enum envol_status envol_volume_set_lease(struct envol_volume *vol, const struct envol_lease *lease);
+
+// Ends the use of `*vol`: waits for calls in flight, wipes an attached
+// volume's key, and zeroes every byte of the struct (it is then empty,
+// ready for create or open). Nothing is written to the device — detach
+// first to make written sectors durable. NULL and a misaligned pointer are
+// accepted and ignored.
+//
+// # Safety
+// `vol` NULL or a writable `envol_volume`.
+void envol_volume_close(struct envol_volume *vol);
+
+// Describes an open volume (attached or detached): its parameters to
+// `*params_out`, the current header's sequence number (incremented by
+// every header update) to `*sequence`, the master key id its data key is
+// wrapped under, NUL-terminated, to `key_id_out` (room for
+// `ENVOL_MAX_KEY_ID + 1` bytes), and 1 if attached or 0 if detached to
+// `*attached`. Every output is required; an output overlapping `*vol` is
+// `ENVOL_ERR_OVERLAP`. Empty: `ENVOL_ERR_NOT_INITIALIZED`.
+//
+// # Safety
+// `vol` NULL or a readable `envol_volume`; `params_out`, `sequence`,
+// `attached` NULL or writable; `key_id_out` NULL or valid for
+// `ENVOL_MAX_KEY_ID + 1` writes.
+//
+enum envol_status envol_volume_info(const struct envol_volume *vol,
+                                    struct envol_volume_params *params_out,
+                                    uint64_t *sequence,
+                                    char key_id_out[ENVOL_MAX_KEY_ID + 1],
+                                    int *attached);
+
+// The XTS backend of an attached volume, or `ENVOL_BACKEND_AUTO` if `vol`
+// is NULL, misaligned, empty or detached, or its key was wiped by a lost
+// lease (no engine, no key).
+//
+// # Safety
+// `vol` NULL or a readable `envol_volume`.
+enum envol_backend envol_volume_backend(const struct envol_volume *vol);
+
+// Reads `len` bytes (whole sectors) from data sector `first_sector` on,
+// decrypted, into `buf`. `len` 0 is a no-op.
+//
+// A `len` that is not a multiple of the sector size is
+// `ENVOL_ERR_LENGTH`; sectors past the end of the volume
+// `ENVOL_ERR_OUT_OF_RANGE`; `buf` overlapping `*vol` `ENVOL_ERR_OVERLAP`;
+// all with `buf` untouched. A device failure is `ENVOL_ERR_IO`, and then
+// (the one exception to "nothing written on failure") `buf` may hold
+// whatever the device wrote into it. Detached (or detaching):
+// `ENVOL_ERR_VOLUME_DETACHED`; key wiped by a lost lease:
+// `ENVOL_ERR_LEASE_EXPIRED`. Safe from several threads at once.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`; `buf` NULL or valid for `len` writes.
+enum envol_status envol_volume_read(struct envol_volume *vol,
+                                    uint64_t first_sector,
+                                    uint8_t *buf,
+                                    size_t len);
+
+// Encrypts `len` bytes (whole sectors) from `buf` and writes them at data
+// sector `first_sector` on. `buf` is only read: encryption goes through a
+// bounce buffer (per thread on hosted builds; the one inside `*vol` on
+// bare metal), 64 KiB at a time, so the device sees writes of at most
+// 64 KiB. `len` 0 is a no-op. For no copy at all, encrypt into your own
+// buffer with `envol_volume_encrypt` and write it yourself.
+//
+// Errors as for `envol_volume_read`; on `ENVOL_ERR_IO` a prefix of the
+// sectors may have been written. Safe from several threads at once.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`; `buf` NULL or valid for `len` reads.
+enum envol_status envol_volume_write(struct envol_volume *vol,
+                                     uint64_t first_sector,
+                                     const uint8_t *buf,
+                                     size_t len);
+
+// Encrypts `len` bytes (whole sectors) of guest data at `input` into
+// `output`, as data sectors `first_sector..` of the volume: for
+// hypervisors that submit the ciphertext with their own (asynchronous)
+// I/O, at device offset `data_offset + first_sector * sector_size` (learn
+// both from `envol_volume_info`). `input == output` is in place; no other
+// copy is made. Errors as for `envol_volume_read` (a partial overlap of
+// the two buffers is `ENVOL_ERR_OVERLAP`), with `output` untouched. Safe
+// from several threads at once.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`; `input` NULL or valid for `len` reads;
+// `output` NULL or valid for `len` writes.
+enum envol_status envol_volume_encrypt(struct envol_volume *vol,
+                                       uint64_t first_sector,
+                                       const uint8_t *input,
+                                       uint8_t *output,
+                                       size_t len);
+
+// Decrypts `len` bytes (whole sectors) read from data sectors
+// `first_sector..` of the volume from `input` into `output` (`input ==
+// output`: in place): the zero-copy form of a guest read. As for
+// `envol_volume_encrypt`.
+//
+// # Safety
+// As for [`envol_volume_encrypt`].
+enum envol_status envol_volume_decrypt(struct envol_volume *vol,
+                                       uint64_t first_sector,
+                                       const uint8_t *input,
+                                       uint8_t *output,
+                                       size_t len);
+
+// Makes written sectors durable (the device's `flush`; a no-op if it has
+// none), attached or detached. Empty: `ENVOL_ERR_NOT_INITIALIZED`.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`.
+enum envol_status envol_volume_flush(struct envol_volume *vol);
+
+// Renews the attached volume's lease if it is due, as the principal that
+// attached: the key service decides again exactly as for attach (and
+// audits it). Call it from a timer, well within the lease's
+// `renew_before_s`; it does nothing when not due. `*info` (may be NULL)
+// gets the lease's state.
+//
+// A refusal (key disabled or pending deletion, grant revoked, policy
+// changed) wipes the key at once and comes back as the key service's
+// status; from then on every data call fails with
+// `ENVOL_ERR_LEASE_EXPIRED` (detach, and attach again once allowed). An
+// unreachable key service is tolerated until the lease's end plus its
+// grace period (`ENVOL_OK`, state `ENVOL_LEASE_UNREACHABLE`); after that
+// the key is wiped and the result is `ENVOL_ERR_LEASE_EXPIRED`. Data
+// calls keep running on other threads meanwhile; a detach waits for a
+// renewal in progress.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`; `info` NULL or writable.
+enum envol_status envol_volume_maintain(struct envol_volume *vol, struct envol_lease_info *info);
+
+// Rewraps the data key of an attached volume under master key
+// `new_key_id`, as `principal`, through the key service's re-encrypt
+// (`kms->re_encrypt`; the plaintext key never leaves the service). The new
+// wrap is then unwrapped (`kms->decrypt_data_key`, as `principal`, so it
+// needs decrypt rights on the new key) and compared with the volume's key
+// in constant time before anything is written: a key service answering
+// with a wrong blob is `ENVOL_ERR_KEY_MISMATCH` and the header stays as it
+// was. The data is not touched. The header update is crash-safe: the slot
+// not holding the current copy is written first and flushed, then the
+// other; a failure or crash at any byte leaves a volume that opens with
+// the old or the new wrap. On `ENVOL_ERR_IO` the new header may already be
+// in effect in one slot (`envol_volume_info` tells); otherwise on error
+// the header is unchanged. The volume stays attached and usable, and data
+// calls on other threads go on meanwhile.
+//
+// NULL `re_encrypt` is `ENVOL_ERR_KMS_UNAVAILABLE` (the service cannot);
+// the key service's refusals come back as its status. Detached:
+// `ENVOL_ERR_VOLUME_DETACHED`.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`; strings NULL or NUL-terminated.
+enum envol_status envol_volume_rewrap(struct envol_volume *vol,
+                                      const char *principal,
+                                      const char *new_key_id);
+
+// Retires an attached volume, as `principal`: first the key service is
+// told (`kms->retire_context`, if the table has it: the reference service
+// then keeps a tombstone and never unwraps this volume's key for its
+// context again, whatever old header copy turns up), then the header is
+// marked retired (crash-safely, as for rewrap), then the volume is
+// detached (flushed, key wiped). Attaching it is refused from then on with
+// `ENVOL_ERR_VOLUME_RETIRED`. On error before the header was written the
+// volume stays attached. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
+//
+// # Safety
+// `vol` NULL or an `envol_volume`; `principal` NULL or NUL-terminated.
+enum envol_status envol_volume_retire(struct envol_volume *vol, const char *principal);
 
 // Wraps `secret` (1..=4096 bytes) under a raw 256-bit master key, bound to
 // the encryption context, with the caller's 12-byte `nonce`, which must

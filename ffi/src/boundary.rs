@@ -395,6 +395,46 @@ macro_rules! guard {
 }
 pub(crate) use guard;
 
+/// [`guard!`] for entry points that handle key material: the body runs in
+/// a frame of its own, and afterwards the stack it used is overwritten
+/// (Rust moves leave copies of keys and round keys in dead stack slots that
+/// no `Drop` reaches).
+macro_rules! guard_secret {
+    ($on_panic:expr, $body:block) => {{
+        let result = $crate::boundary::apart(|| $crate::boundary::guard!($on_panic, $body));
+        $crate::boundary::scrub_stack();
+        result
+    }};
+}
+pub(crate) use guard_secret;
+
+/// Runs `f` in a frame below the caller's, never inlined into it, so that
+/// what `f` leaves on the stack lies where [`scrub_stack`] then writes.
+#[inline(never)]
+pub(crate) fn apart<R>(f: impl FnOnce() -> R) -> R {
+    core::hint::black_box(f())
+}
+
+/// Bytes of stack [`scrub_stack`] overwrites below the caller: more than
+/// any key-handling call of this library uses on hosted builds; on
+/// bare-metal builds, what a small firmware stack can spare.
+#[cfg(feature = "std")]
+pub(crate) const SCRUB_BYTES: usize = 64 * 1024;
+/// See above.
+#[cfg(not(feature = "std"))]
+pub(crate) const SCRUB_BYTES: usize = 16 * 1024;
+
+/// Overwrites [`SCRUB_BYTES`] of the stack below the caller's frame with
+/// zeroes (volatile writes, not optimised away).
+#[inline(never)]
+pub(crate) fn scrub_stack() {
+    let mut area = core::mem::MaybeUninit::<[u8; SCRUB_BYTES]>::uninit();
+    // SAFETY: zeroes are a valid `[u8; N]`; `zeroize_flat_type` writes every
+    // byte of the area with volatile stores before anything reads it.
+    unsafe { zeroize::zeroize_flat_type(area.as_mut_ptr()) };
+    core::hint::black_box(&area);
+}
+
 /// Early return with a status from inside a guarded body.
 macro_rules! try_status {
     ($e:expr) => {

@@ -5,7 +5,8 @@
 
 use envol::envelope::{self, MasterKey, WrappedKey};
 
-use crate::boundary::{envol_status, guard, in_slice, try_status};
+use crate::boundary::guard_secret;
+use crate::boundary::{envol_status, in_slice, try_status};
 use crate::kms::{envol_kv, in_context, in_key_id};
 
 fn map(e: envelope::Error) -> envol_status {
@@ -61,7 +62,7 @@ pub unsafe extern "C" fn envol_envelope_seal(
     blob_cap: usize,
     blob_len: *mut usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         if blob_out.is_null() || blob_len.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
         }
@@ -116,7 +117,7 @@ pub unsafe extern "C" fn envol_envelope_open(
     out_cap: usize,
     out_len: *mut usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         if out.is_null() || out_len.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
         }

@@ -21,7 +21,8 @@ use envol::xts::KeySize;
 use zeroize::Zeroize;
 
 use crate::boundary::{
-    StrError, envol_status, envol_status_arg, guard, in_slice, in_str, kms_result, try_status,
+    StrError, envol_status, envol_status_arg, guard_secret, in_slice, in_str, kms_result,
+    try_status,
 };
 use crate::xts::{check_ctx, envol_xts, init_best};
 
@@ -598,7 +599,7 @@ pub unsafe extern "C" fn envol_xts_init_from_blob(
     enc_ctx: *const envol_kv,
     enc_ctx_len: usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         try_status!(check_ctx(ctx));
         if kms.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;

@@ -30,8 +30,11 @@ mod audit;
 mod local_kms;
 #[cfg(feature = "std")]
 mod service;
-// Volumes: the high-level lifecycle and the low-level header calls.
+// Volumes: the high-level lifecycle, its data path, and the low-level
+// header calls.
+mod header;
 mod volume;
+mod volume_io;
 // Raw-master-key wrap/unwrap for firmware without a key service.
 mod envelope;
 
@@ -39,10 +42,12 @@ mod envelope;
 pub use audit::*;
 pub use boundary::{envol_backend, envol_backend_arg, envol_status, envol_status_arg};
 pub use envelope::*;
+pub use header::*;
 pub use kms::*;
 #[cfg(feature = "std")]
 pub use local_kms::*;
 pub use volume::*;
+pub use volume_io::*;
 pub use xts::*;
 /// AWS KMS and PKCS#11 key services (hosted builds, feature `remote`).
 #[cfg(feature = "remote")]

@@ -14,6 +14,7 @@ use envol::kms::{
 };
 use zeroize::Zeroize;
 
+use crate::boundary::guard_secret;
 use crate::boundary::{StrError, check_span, envol_status, guard, in_slice, in_str, try_status};
 use crate::kms::{
     ENVOL_GRANT_ID_SIZE, ENVOL_MAX_GRANT_OPERATIONS, envol_grant_constraint, envol_key_state,
@@ -166,7 +167,7 @@ pub unsafe extern "C" fn envol_local_kms_seal(
     out_cap: usize,
     out_len: *mut usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
         let mut k = try_status!(unsafe { handle(kms) });
         if root_key.is_null() || out_len.is_null() || (out.is_null() && out_cap != 0) {
@@ -214,7 +215,7 @@ pub unsafe extern "C" fn envol_local_kms_unseal(
     len: usize,
     out: *mut *mut envol_local_kms,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         if root_key.is_null() || out.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
         }
@@ -286,7 +287,7 @@ pub unsafe extern "C" fn envol_local_kms_create_key(
     key_id: *const c_char,
     policy_json: *const c_char,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
         let mut k = try_status!(unsafe { handle(kms) });
         // SAFETY: as above.
@@ -466,7 +467,7 @@ pub unsafe extern "C" fn envol_local_kms_rotate_key(
     key_id: *const c_char,
     new_version: *mut u32,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         if new_version.is_null() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
         }
@@ -839,7 +840,7 @@ pub unsafe extern "C" fn envol_local_kms_generate_data_key(
     blob_cap: usize,
     blob_len: *mut usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
         let mut k = try_status!(unsafe { handle(kms) });
         // SAFETY: forwarded contract.
@@ -876,7 +877,7 @@ pub unsafe extern "C" fn envol_local_kms_decrypt_data_key(
     dek_cap: usize,
     dek_len: *mut usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
         let mut k = try_status!(unsafe { handle(kms) });
         // SAFETY: forwarded contract.
@@ -917,7 +918,7 @@ pub unsafe extern "C" fn envol_local_kms_re_encrypt(
     blob_cap: usize,
     out_len: *mut usize,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract.
         let mut k = try_status!(unsafe { handle(kms) });
         // SAFETY: forwarded contract.

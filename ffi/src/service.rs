@@ -9,6 +9,7 @@ use envol::envelope::{self, WrappedKey};
 use envol::kms::Kms;
 use envol::xts::KeySize;
 
+use crate::boundary::guard_secret;
 use crate::boundary::{check_span, envol_status, envol_status_arg, guard, in_slice, try_status};
 use crate::kms::{
     ENVOL_MAX_BLOB, envol_kms_callbacks, envol_kv, in_context, in_key_id, in_principal,
@@ -204,7 +205,7 @@ unsafe extern "C" fn cb_generate_data_key<H: ServiceHandle>(
     blob_cap: usize,
     blob_len: *mut usize,
 ) -> envol_status_arg {
-    envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    envol_status_arg::from(guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the table's contract; the arguments are forwarded.
         try_status!(unsafe {
             H::with_service(user, |k| {
@@ -234,7 +235,7 @@ unsafe extern "C" fn cb_decrypt_data_key<H: ServiceHandle>(
     dek_cap: usize,
     dek_len: *mut usize,
 ) -> envol_status_arg {
-    envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    envol_status_arg::from(guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the table's contract; the arguments are forwarded.
         try_status!(unsafe {
             H::with_service(user, |k| {
@@ -266,7 +267,7 @@ unsafe extern "C" fn cb_re_encrypt<H: ServiceHandle>(
     blob_cap: usize,
     out_len: *mut usize,
 ) -> envol_status_arg {
-    envol_status_arg::from(guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    envol_status_arg::from(guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the table's contract; the arguments are forwarded.
         try_status!(unsafe {
             H::with_service(user, |k| {

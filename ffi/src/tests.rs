@@ -934,7 +934,7 @@ mod volume_abi {
             flush: Some(disk_flush),
         };
         // SAFETY: the callbacks keep the contract while `disk` lives.
-        let mut dev = unsafe { CallbackDevice::new(table) };
+        let dev = unsafe { CallbackDevice::new(table) };
         dev.write_at(8, b"abcd").unwrap();
         let mut four = [0u8; 4];
         dev.read_at(8, &mut four).unwrap();
@@ -955,7 +955,7 @@ mod volume_abi {
         }
         // No flush callback: writes count as durable.
         // SAFETY: a table without callbacks is never called.
-        let mut bare = unsafe {
+        let bare = unsafe {
             CallbackDevice::new(envol_block_device {
                 user: core::ptr::null_mut(),
                 read_at: None,

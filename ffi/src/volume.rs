@@ -1,48 +1,41 @@
-//! The volume part of the C ABI, at two levels.
+//! Volumes through the C ABI: the caller-allocated [`envol_volume`], its
+//! device and clock callback tables, and its lifecycle (create, open,
+//! attach, detach, close, info, leases). The data path lives in
+//! `volume_io.rs`, the low-level header calls in `header.rs`.
 //!
-//! - High level, no allocation: [`envol_volume`] is a caller-allocated
-//!   struct that holds a whole volume — copies of a block-device callback
-//!   table ([`envol_block_device`]) and of a key-service callback table
-//!   (`envol_kms_callbacks`, e.g. from `envol_local_kms_callbacks`), the
-//!   parsed header, and while attached the XTS engine — plus a bounce buffer
-//!   through which writes are encrypted, so the caller's data is never
-//!   modified. Lifecycle: `envol_volume_create` (→ attached) or
-//!   `envol_volume_open` (→ detached), `envol_volume_attach`,
-//!   `envol_volume_read` / `_write` / `_flush`, `envol_volume_rewrap`,
-//!   `envol_volume_detach` (wipes the key), `envol_volume_retire`,
-//!   `envol_volume_close`.
-//! - Low level, for hypervisors that do their own (asynchronous) I/O:
-//!   `envol_header_parse` / `_check` / `_context` / `_build`, and
-//!   `envol_header_unwrap`, which turns the two header slots into an
-//!   initialised `envol_xts`; the caller then encrypts and decrypts each
-//!   request with `envol_xts_encrypt_sectors` / `_decrypt_sectors`, data
-//!   sector `n` being at byte `data_offset + n * sector_size` with
-//!   `first_sector = n`.
+//! One `envol_volume` may be used by many threads at once. Its first word
+//! is a gate (see `envol::gate`): data calls, flush, rewrap, lease renewal
+//! and info enter it without a lock and leave when done; calls that rebuild
+//! the struct in place (attach, detach, retire, set_lease, close) take it,
+//! which turns away calls that arrive afterwards
+//! (`ENVOL_ERR_VOLUME_DETACHED`) and waits for those already inside —
+//! device I/O and key-service calls included — to finish. Create and open
+//! need an empty struct and wait for no one.
 //!
-//! Inside `envol_volume`, a state word says what the rest holds: nothing
-//! (empty), a detached `Volume` or an `AttachedVolume`. Every transition
-//! first sets the state to empty, then moves the value out, then writes the
-//! new value and its state: a panic in between (caught at the boundary)
-//! leaves an empty struct and a value dropped exactly once.
+//! Inside, the gate's state says what the rest holds: nothing (empty), a
+//! detached `Volume` or an `AttachedVolume`. Every transition takes the
+//! gate, moves the value out, writes the new value and releases the gate
+//! in its new state: a panic in between (caught at the boundary) leaves an
+//! empty struct and a value dropped exactly once.
 // The C signatures below are the documented ABI; their argument counts are
 // what C callers see, not something to fold into structs.
 #![allow(clippy::too_many_arguments)]
 
 use core::ffi::{c_char, c_int, c_void};
 use core::mem::{ManuallyDrop, align_of, size_of};
+use core::sync::atomic::AtomicBool;
 
-use envol::header::{self, CipherSuite, Header, HeaderError, Params, SLOT_SIZE, VolumeState};
-use envol::kms::Kms;
-use envol::volume::{AttachedVolume, BlockDevice, IoError, Volume, VolumeError};
-use envol::xts::KeySize;
+use envol::gate::{BUSY, Gate, Pass};
+use envol::header::{self, CipherSuite, HeaderError, Params, SLOT_SIZE};
+use envol::kms::Clock;
+use envol::volume::{
+    AttachedVolume, BlockDevice, CreateOptions, IoError, LeaseConfig, Volume, VolumeError,
+};
 
 use crate::boundary::{
-    check_span, envol_backend, envol_status, guard, in_slice, ranges_overlap, try_status,
+    envol_backend, envol_status, guard, guard_secret, ranges_overlap, try_status,
 };
-use crate::kms::{
-    CallbackKms, ENVOL_MAX_KEY_ID, envol_kms_callbacks, envol_kv, in_key_id, in_principal,
-};
-use crate::xts::{check_ctx, envol_xts, init_best};
+use crate::kms::{CallbackKms, ENVOL_MAX_KEY_ID, envol_kms_callbacks, in_key_id, in_principal};
 
 /// Size of one volume header slot in bytes. A volume starts with two
 /// copies: slot A at byte 0, slot B at byte `ENVOL_HEADER_SLOT_SIZE`.
@@ -56,14 +49,8 @@ pub const ENVOL_DEFAULT_DATA_OFFSET: u64 = 1_048_576;
 pub const ENVOL_MIN_SECTOR_SIZE: u32 = 512;
 /// Largest sector size of a volume, in bytes.
 pub const ENVOL_MAX_SECTOR_SIZE: u32 = 65_536;
-/// Number of pairs in a volume's encryption context
-/// (`envol_header_context`).
-pub const ENVOL_HEADER_CONTEXT_PAIRS: usize = 5;
-/// Size of a string buffer that always holds a volume's encryption context
-/// (`envol_header_context`).
-pub const ENVOL_HEADER_CONTEXT_STRINGS: usize = 256;
 /// Size in bytes of [`envol_volume`]; fixed for this major version.
-pub const ENVOL_VOLUME_SIZE: usize = 81_920;
+pub const ENVOL_VOLUME_SIZE: usize = 98_304;
 /// Alignment in bytes of [`envol_volume`].
 pub const ENVOL_VOLUME_ALIGN: usize = 64;
 
@@ -100,8 +87,8 @@ pub struct envol_volume_params {
     /// Size of the data area in bytes: a non-zero multiple of the sector
     /// size. The device must hold `data_offset + volume_size` bytes.
     pub volume_size: u64,
-    /// The volume's unique id (the encryption context names it as
-    /// `vol-<32 hex digits>`).
+    /// The volume's unique id: random, never all zero (the encryption
+    /// context names it as `vol-<32 hex digits>`).
     pub volume_id: [u8; 16],
 }
 
@@ -114,8 +101,10 @@ pub struct envol_volume_params {
 /// transferred. `read_at` and `write_at` are required; `flush` (make earlier
 /// writes durable, e.g. `fsync`) may be NULL when writes are durable as
 /// they return. Header updates rely on `flush` for crash safety. Callbacks
-/// are never called with `len` 0, must not call back into the
-/// `envol_volume` that called them, and run on the caller's thread.
+/// are never called with `len` 0 and must not call back into the
+/// `envol_volume` that called them. When a volume is used from several
+/// threads they are called from those threads, at once: positional I/O
+/// (`pread`/`pwrite`, `fdatasync`) is safe for that.
 // The function types stay inline so the header shows each signature in place.
 #[allow(clippy::type_complexity)]
 #[repr(C)]
@@ -142,14 +131,20 @@ pub struct CallbackDevice {
     table: envol_block_device,
 }
 
+// SAFETY: the table's contract (`envol_block_device`) lets its callbacks be
+// called from any thread, at once; `user` is only passed back to them.
+unsafe impl Send for CallbackDevice {}
+// SAFETY: as above.
+unsafe impl Sync for CallbackDevice {}
+
 impl CallbackDevice {
     /// Wraps a callback table.
     ///
     /// # Safety
     /// For as long as the value is used, every non-NULL function in `table`
     /// must be safe to call with `table.user` and arguments as documented on
-    /// [`envol_block_device`], touching only the `len` bytes at `buf` and
-    /// not unwinding.
+    /// [`envol_block_device`] (from any thread, at once), touching only the
+    /// `len` bytes at `buf` and not unwinding.
     pub unsafe fn new(table: envol_block_device) -> CallbackDevice {
         CallbackDevice { table }
     }
@@ -172,7 +167,7 @@ fn io_result(rc: c_int) -> Result<(), IoError> {
 const EIO: i32 = 5;
 
 impl BlockDevice for CallbackDevice {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -182,7 +177,7 @@ impl BlockDevice for CallbackDevice {
         io_result(unsafe { f(self.table.user, offset, buf.as_mut_ptr(), buf.len()) })
     }
 
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -192,11 +187,60 @@ impl BlockDevice for CallbackDevice {
         io_result(unsafe { f(self.table.user, offset, buf.as_ptr(), buf.len()) })
     }
 
-    fn flush(&mut self) -> Result<(), IoError> {
+    fn flush(&self) -> Result<(), IoError> {
         match self.table.flush {
             // SAFETY: the table's contract (see `new`).
             Some(f) => io_result(unsafe { f(self.table.user) }),
             None => Ok(()),
+        }
+    }
+}
+
+/// How long an attached volume may keep its data key without the key
+/// service's renewed consent (`envol_volume_set_lease`). Times are in
+/// seconds of the lease's clock.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct envol_lease {
+    /// Length of a lease; 0 turns leases off.
+    pub duration_s: u64,
+    /// Renew this long before the lease ends (0: half-way; at most
+    /// `duration_s`).
+    pub renew_before_s: u64,
+    /// How long past the lease's end an unreachable key service is waited
+    /// for before the key is wiped (availability against revocation
+    /// delay). A refusal is never given grace.
+    pub grace_s: u64,
+    /// The lease's clock: seconds of any epoch, non-decreasing, safe to call
+    /// from any thread. NULL: the system clock (hosted builds; required on
+    /// bare metal).
+    pub now: Option<unsafe extern "C" fn(user: *mut c_void) -> u64>,
+    /// Passed unchanged to `now`.
+    pub user: *mut c_void,
+}
+
+/// The `Clock` of a volume's lease: the C callback, or the system clock.
+#[derive(Clone, Copy, Debug)]
+pub struct CallbackClock {
+    now: Option<unsafe extern "C" fn(user: *mut c_void) -> u64>,
+    user: *mut c_void,
+}
+
+// SAFETY: `envol_lease` documents that `now` may be called from any thread;
+// `user` is only passed back to it.
+unsafe impl Send for CallbackClock {}
+// SAFETY: as above.
+unsafe impl Sync for CallbackClock {}
+
+impl Clock for CallbackClock {
+    fn now(&self) -> u64 {
+        match self.now {
+            // SAFETY: the lease's contract (see `envol_lease`).
+            Some(f) => unsafe { f(self.user) },
+            #[cfg(feature = "std")]
+            None => envol::kms::SystemClock.now(),
+            #[cfg(not(feature = "std"))]
+            None => 0,
         }
     }
 }
@@ -209,9 +253,11 @@ impl From<HeaderError> for envol_status {
             HeaderError::UnknownFlags(_) => envol_status::ENVOL_ERR_HEADER_FLAGS,
             HeaderError::Corrupt => envol_status::ENVOL_ERR_HEADER_CORRUPT,
             HeaderError::BothCorrupt => envol_status::ENVOL_ERR_HEADER_BOTH_CORRUPT,
+            HeaderError::Malformed("volume id") => envol_status::ENVOL_ERR_VOLUME_PARAMS,
             HeaderError::Malformed(_) => envol_status::ENVOL_ERR_HEADER_MALFORMED,
             HeaderError::Tampered => envol_status::ENVOL_ERR_HEADER_TAMPERED,
             HeaderError::BufferTooSmall => envol_status::ENVOL_ERR_BUFFER_TOO_SMALL,
+            HeaderError::WrongVolume => envol_status::ENVOL_ERR_WRONG_VOLUME,
             // A variant newer than this mapping: a gap in envol itself.
             _ => envol_status::ENVOL_ERR_INTERNAL,
         }
@@ -228,6 +274,8 @@ impl From<VolumeError> for envol_status {
             VolumeError::OutOfRange => envol_status::ENVOL_ERR_OUT_OF_RANGE,
             VolumeError::Retired => envol_status::ENVOL_ERR_VOLUME_RETIRED,
             VolumeError::KeyMismatch => envol_status::ENVOL_ERR_KEY_MISMATCH,
+            VolumeError::Exists => envol_status::ENVOL_ERR_VOLUME_EXISTS,
+            VolumeError::LeaseExpired => envol_status::ENVOL_ERR_LEASE_EXPIRED,
             // A variant newer than this mapping: a gap in envol itself.
             _ => envol_status::ENVOL_ERR_INTERNAL,
         }
@@ -236,7 +284,7 @@ impl From<VolumeError> for envol_status {
 
 /// C parameters as checked Rust ones: an unknown cipher is
 /// `ENVOL_ERR_INVALID_ARGUMENT`, any bound broken `ENVOL_ERR_VOLUME_PARAMS`.
-fn params_from_c(p: &envol_volume_params) -> Result<Params, envol_status> {
+pub(crate) fn params_from_c(p: &envol_volume_params) -> Result<Params, envol_status> {
     let suite = match p.cipher {
         1 => CipherSuite::AesXts256Plain64,
         2 => CipherSuite::AesXts128Plain64,
@@ -256,7 +304,7 @@ fn params_from_c(p: &envol_volume_params) -> Result<Params, envol_status> {
 }
 
 /// Rust parameters as C ones.
-fn params_to_c(p: &Params) -> envol_volume_params {
+pub(crate) fn params_to_c(p: &Params) -> envol_volume_params {
     let cipher = match p.suite {
         CipherSuite::AesXts256Plain64 => envol_cipher::ENVOL_CIPHER_AES_XTS_256,
         CipherSuite::AesXts128Plain64 => envol_cipher::ENVOL_CIPHER_AES_XTS_128,
@@ -276,7 +324,7 @@ fn params_to_c(p: &Params) -> envol_volume_params {
 /// `ptr` NULL or valid for one read of `T`, whose every bit pattern C can
 /// produce is a valid `T` (raw integers, raw pointers, `Option` of function
 /// pointers).
-unsafe fn read_in<T: Copy>(ptr: *const T) -> Result<T, envol_status> {
+pub(crate) unsafe fn read_in<T: Copy>(ptr: *const T) -> Result<T, envol_status> {
     if ptr.is_null() {
         return Err(envol_status::ENVOL_ERR_NULL_POINTER);
     }
@@ -288,7 +336,7 @@ unsafe fn read_in<T: Copy>(ptr: *const T) -> Result<T, envol_status> {
 ///
 /// # Safety
 /// `ptr` NULL or valid for one read.
-unsafe fn in_params(ptr: *const envol_volume_params) -> Result<Params, envol_status> {
+pub(crate) unsafe fn in_params(ptr: *const envol_volume_params) -> Result<Params, envol_status> {
     // SAFETY: forwarded contract; the struct is integers and bytes.
     params_from_c(&unsafe { read_in(ptr) }?)
 }
@@ -310,62 +358,68 @@ unsafe fn in_device(ptr: *const envol_block_device) -> Result<envol_block_device
 ///
 /// # Safety
 /// `ptr` NULL or valid for one read.
-unsafe fn in_kms(ptr: *const envol_kms_callbacks) -> Result<envol_kms_callbacks, envol_status> {
+pub(crate) unsafe fn in_kms(
+    ptr: *const envol_kms_callbacks,
+) -> Result<envol_kms_callbacks, envol_status> {
     // SAFETY: forwarded contract; raw pointer and nullable function pointers.
     unsafe { read_in(ptr) }
 }
 
-/// One header slot from C.
+/// A volume id from C (16 bytes), NULL for none.
 ///
 /// # Safety
-/// `ptr` NULL or valid for `ENVOL_HEADER_SLOT_SIZE` reads during `'a`.
-unsafe fn in_slot<'a>(ptr: *const u8) -> Result<&'a [u8], envol_status> {
+/// `ptr` NULL or valid for 16 reads.
+pub(crate) unsafe fn in_volume_id(ptr: *const u8) -> Option<[u8; 16]> {
     // SAFETY: forwarded contract.
-    unsafe { in_slice(ptr, SLOT_SIZE) }
+    unsafe { read_in(ptr.cast::<[u8; 16]>()) }.ok()
 }
 
 /// A caller-allocated volume (`ENVOL_VOLUME_SIZE` bytes, 64-byte aligned):
 /// everything the high-level calls need, with no allocation — copies of the
-/// device and key-service tables, the header, the XTS engine while
-/// attached, and a bounce buffer of 64 KiB (the largest sector size)
-/// through which `envol_volume_write` encrypts.
+/// device and key-service tables and of the lease settings, the header
+/// copies, the XTS engine while attached, and a bounce buffer (bare-metal
+/// builds) through which `envol_volume_write` encrypts.
 ///
 /// Zero it (or `envol_volume_close` it) before first use; fill it with
 /// `envol_volume_create` or `envol_volume_open`; end with
 /// `envol_volume_close`, which wipes it. The bytes are opaque. A live
-/// volume must not be copied or moved, must be used from one thread at a
-/// time, and must not be called from inside its own device or key-service
-/// callbacks. It is large: give it static storage or a heap block rather
-/// than a small stack.
+/// volume must not be copied or moved, and must not be called from inside
+/// its own device or key-service callbacks. Any number of threads may use
+/// it at once (see each call for what it waits for). It is large: give it
+/// static storage or a heap block rather than a small stack.
 #[repr(C, align(64))]
 pub struct envol_volume {
     opaque: [u8; ENVOL_VOLUME_SIZE],
 }
 
 /// Size of the bounce buffer: one sector of the largest size.
-const BOUNCE: usize = 65_536;
+pub(crate) const BOUNCE: usize = 65_536;
 const _: () = assert!(BOUNCE as u64 == header::MAX_SECTOR as u64);
 
-/// "envolVOD" / "envolVOA" as little-endian u64s: the state words of a
-/// detached and an attached volume. Anything else means empty.
-const DETACHED: u64 = u64::from_le_bytes(*b"envolVOD");
-const ATTACHED: u64 = u64::from_le_bytes(*b"envolVOA");
-const EMPTY: u64 = 0;
+/// Gate states of an `envol_volume` ("VOLD" and "VOLA" in ASCII); anything
+/// else but `BUSY` means empty.
+pub(crate) const DETACHED: usize = 0x564F_4C44;
+pub(crate) const ATTACHED: usize = 0x564F_4C41;
+
+/// The attached volume type of the C ABI.
+pub(crate) type Attached = AttachedVolume<CallbackDevice, CallbackClock>;
 
 /// The volume a live `envol_volume` holds; which field is valid is said by
-/// [`Slot::state`].
+/// the gate's state.
 union Inner {
     detached: ManuallyDrop<Volume<CallbackDevice>>,
-    attached: ManuallyDrop<AttachedVolume<CallbackDevice>>,
+    attached: ManuallyDrop<Attached>,
 }
 
 /// What the library keeps inside `envol_volume`.
 #[repr(C)]
-struct Slot {
-    state: u64,
-    kms: envol_kms_callbacks,
+pub(crate) struct Slot {
+    gate: Gate,
+    pub(crate) kms: envol_kms_callbacks,
+    lease: envol_lease,
     inner: Inner,
-    bounce: [u8; BOUNCE],
+    pub(crate) bounce_busy: AtomicBool,
+    pub(crate) bounce: [u8; BOUNCE],
 }
 
 const _: () = assert!(size_of::<envol_volume>() == ENVOL_VOLUME_SIZE);
@@ -375,14 +429,24 @@ const _: () = assert!(align_of::<Slot>() <= ENVOL_VOLUME_ALIGN);
 
 /// What a volume's state word says.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(crate) enum State {
     Empty,
     Detached,
     Attached,
+    Busy,
+}
+
+fn decode(s: usize) -> State {
+    match s {
+        DETACHED => State::Detached,
+        ATTACHED => State::Attached,
+        BUSY => State::Busy,
+        _ => State::Empty,
+    }
 }
 
 /// Checks `vol` for NULL and alignment.
-fn slot_ptr(vol: *const envol_volume) -> Result<*mut Slot, envol_status> {
+pub(crate) fn slot_ptr(vol: *const envol_volume) -> Result<*mut Slot, envol_status> {
     if vol.is_null() {
         return Err(envol_status::ENVOL_ERR_NULL_POINTER);
     }
@@ -392,211 +456,193 @@ fn slot_ptr(vol: *const envol_volume) -> Result<*mut Slot, envol_status> {
     Ok(vol.cast_mut().cast())
 }
 
-/// The state of `slot`. Read volatile: C may hand us memory it never wrote.
-///
-/// # Safety
-/// `slot` from [`slot_ptr`] on a readable `envol_volume`.
-unsafe fn state_of(slot: *const Slot) -> State {
-    // SAFETY: aligned and inside the caller's struct per the contract.
-    match unsafe { core::ptr::read_volatile(&raw const (*slot).state) } {
-        DETACHED => State::Detached,
-        ATTACHED => State::Attached,
-        _ => State::Empty,
-    }
-}
-
-/// Sets the state word.
-///
-/// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume`; the word must
-/// match what `inner` holds once the caller returns.
-unsafe fn set_state(slot: *mut Slot, s: u64) {
-    // SAFETY: aligned and inside the caller's struct per the contract.
-    unsafe { core::ptr::write_volatile(&raw mut (*slot).state, s) }
-}
-
-/// The status for a call that found the volume in the wrong state `got`.
-fn wrong_state(got: State) -> envol_status {
+/// The status for a call that found the volume in state `got` instead of
+/// one it needs.
+pub(crate) fn wrong_state(got: State) -> envol_status {
     match got {
         State::Empty => envol_status::ENVOL_ERR_NOT_INITIALIZED,
-        State::Detached => envol_status::ENVOL_ERR_VOLUME_DETACHED,
+        State::Detached | State::Busy => envol_status::ENVOL_ERR_VOLUME_DETACHED,
         State::Attached => envol_status::ENVOL_ERR_VOLUME_ATTACHED,
     }
 }
 
-/// Fails unless `slot` is in state `want`, with the status saying what it
-/// is instead.
+/// The gate of `slot`.
 ///
 /// # Safety
-/// As for [`state_of`].
-unsafe fn need(slot: *const Slot, want: State) -> Result<(), envol_status> {
+/// `slot` from [`slot_ptr`] on an `envol_volume` the caller may read and
+/// write (its gate words are atomics; C may hand us memory it never wrote,
+/// which reads as an empty volume).
+pub(crate) unsafe fn gate<'a>(slot: *const Slot) -> &'a Gate {
+    // SAFETY: aligned and inside the caller's struct per the contract; the
+    // gate's fields are atomics, valid for any bit pattern.
+    unsafe { &(*slot).gate }
+}
+
+/// Enters `slot` for a call allowed in `states`.
+///
+/// # Safety
+/// As for [`gate`], for as long as the pass lives.
+pub(crate) unsafe fn enter<'a>(
+    slot: *const Slot,
+    states: &[State],
+) -> Result<Pass<'a>, envol_status> {
     // SAFETY: forwarded contract.
-    let got = unsafe { state_of(slot) };
-    if got == want {
-        Ok(())
-    } else {
-        Err(wrong_state(got))
-    }
+    unsafe { gate(slot) }
+        .enter(|s| states.contains(&decode(s)))
+        .map_err(|s| wrong_state(decode(s)))
 }
 
-/// The attached volume in `slot`.
+/// The attached volume of a slot its caller entered in state attached.
 ///
 /// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume` whose state is
-/// attached, not otherwise referenced during `'a`.
-unsafe fn attached_mut<'a>(slot: *mut Slot) -> &'a mut AttachedVolume<CallbackDevice> {
-    // SAFETY: the state word says `attached` holds a valid value (only
-    // `store_attached` sets ATTACHED, right after writing it);
-    // `ManuallyDrop` is `repr(transparent)`.
-    unsafe { &mut *(&raw mut (*slot).inner.attached).cast::<AttachedVolume<CallbackDevice>>() }
+/// `pass` entered `slot`'s gate in state attached: the value there is
+/// live and nobody moves it until the pass is gone.
+pub(crate) unsafe fn attached<'a>(slot: *const Slot, pass: &'a Pass<'_>) -> &'a Attached {
+    debug_assert_eq!(pass.state(), ATTACHED);
+    // SAFETY: the state says `attached` holds a valid value; `ManuallyDrop`
+    // is `repr(transparent)`; shared use is what the value is built for.
+    unsafe { &*(&raw const (*slot).inner.attached).cast::<Attached>() }
 }
 
-/// The header of the live volume in `slot`, with whether it is attached;
-/// `ENVOL_ERR_NOT_INITIALIZED` if it is empty.
+/// The detached volume of a slot its caller entered in state detached.
 ///
 /// # Safety
-/// `slot` from [`slot_ptr`] on a readable `envol_volume`, not written
-/// during `'a`.
-unsafe fn live_header<'a>(slot: *const Slot) -> Result<(Header<'a>, bool), envol_status> {
-    // SAFETY: forwarded contract; the state word says which field is valid.
-    unsafe {
-        match state_of(slot) {
-            State::Detached => {
-                let v = &*(&raw const (*slot).inner.detached).cast::<Volume<CallbackDevice>>();
-                Ok((v.header(), false))
-            }
-            State::Attached => {
-                let v =
-                    &*(&raw const (*slot).inner.attached).cast::<AttachedVolume<CallbackDevice>>();
-                Ok((v.header(), true))
-            }
-            State::Empty => Err(envol_status::ENVOL_ERR_NOT_INITIALIZED),
-        }
-    }
+/// As for [`attached`], in state detached.
+pub(crate) unsafe fn detached<'a>(
+    slot: *const Slot,
+    pass: &'a Pass<'_>,
+) -> &'a Volume<CallbackDevice> {
+    debug_assert_eq!(pass.state(), DETACHED);
+    // SAFETY: as for `attached`.
+    unsafe { &*(&raw const (*slot).inner.detached).cast::<Volume<CallbackDevice>>() }
 }
 
 /// Zeroes every byte of `inner` (the value there must already have been
-/// moved out or dropped, and the state word must say empty).
+/// moved out or dropped).
 ///
 /// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume`.
+/// `slot` from [`slot_ptr`], held (gate `BUSY`) by the caller.
 unsafe fn wipe_inner(slot: *mut Slot) {
     // SAFETY: the bytes are the caller's to write; zeroes are a valid
-    // `[u8; N]`, and nothing reads `inner` as a volume while the state is
-    // empty. Volatile writes: the wipe is not optimised away.
+    // `[u8; N]`, and nothing reads `inner` as a volume while the gate is
+    // held. Volatile writes: the wipe is not optimised away.
     unsafe {
         zeroize::zeroize_flat_type((&raw mut (*slot).inner).cast::<[u8; size_of::<Inner>()]>());
     }
 }
 
-/// Zeroes every byte of the struct.
+/// Takes out the value of a held slot that was in state `was`.
 ///
 /// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume` holding no live
-/// value (state empty).
-unsafe fn wipe_all(slot: *mut Slot) {
-    // SAFETY: as for `wipe_inner`, over the whole caller's struct.
-    unsafe { zeroize::zeroize_flat_type(slot.cast::<[u8; ENVOL_VOLUME_SIZE]>()) }
+/// `slot` held by the caller, having been in state `was` (detached or
+/// attached), whose value is then moved out and the bytes wiped.
+unsafe fn take_value(slot: *mut Slot, was: State) -> Option<Either> {
+    // SAFETY: the state said which field is valid; it is read out once and
+    // its bytes wiped, so no second copy is ever used or dropped. The
+    // attached engine's bytes left in the struct are among those wiped.
+    unsafe {
+        let v = match was {
+            State::Detached => Either::Detached(ManuallyDrop::into_inner(
+                (&raw const (*slot).inner.detached).read(),
+            )),
+            State::Attached => Either::Attached(ManuallyDrop::into_inner(
+                (&raw const (*slot).inner.attached).read(),
+            )),
+            State::Empty | State::Busy => return None,
+        };
+        wipe_inner(slot);
+        Some(v)
+    }
 }
 
-/// Writes a detached volume into an empty `slot` and marks it detached.
+/// A volume moved out of a slot (moved as a whole, never stored).
+#[allow(clippy::large_enum_variant)]
+enum Either {
+    Detached(Volume<CallbackDevice>),
+    Attached(Attached),
+}
+
+/// Stores a value into a held slot and releases it in the matching state.
 ///
 /// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume` whose state is
-/// empty (whatever `inner` held was moved out or dropped).
-unsafe fn store_detached(slot: *mut Slot, v: Volume<CallbackDevice>) {
-    // SAFETY: forwarded contract; the value is written before the state
-    // word that makes it live.
+/// `slot` held by the caller, its `inner` free (moved out or wiped).
+unsafe fn put_value(slot: *mut Slot, v: Either) {
+    // SAFETY: the value is written before the state that makes it live.
     unsafe {
         wipe_inner(slot);
-        (&raw mut (*slot).inner.detached).write(ManuallyDrop::new(v));
-        set_state(slot, DETACHED);
+        let state = match v {
+            Either::Detached(d) => {
+                (&raw mut (*slot).inner.detached).write(ManuallyDrop::new(d));
+                DETACHED
+            }
+            Either::Attached(a) => {
+                (&raw mut (*slot).inner.attached).write(ManuallyDrop::new(a));
+                ATTACHED
+            }
+        };
+        gate(slot).release(state);
     }
 }
 
-/// Writes an attached volume into an empty `slot` and marks it attached.
+/// Runs `f` on the value of `slot` holding it (gate taken from one of
+/// `from`, waiting for the calls inside to leave); `f` gives back the
+/// value to store (or none, leaving the struct empty) and the status.
 ///
 /// # Safety
-/// As for [`store_detached`].
-unsafe fn store_attached(slot: *mut Slot, v: AttachedVolume<CallbackDevice>) {
-    // SAFETY: as for `store_detached`.
-    unsafe {
-        wipe_inner(slot);
-        (&raw mut (*slot).inner.attached).write(ManuallyDrop::new(v));
-        set_state(slot, ATTACHED);
+/// As for [`gate`]; `slot` writable.
+unsafe fn transition(
+    slot: *mut Slot,
+    from: &[State],
+    f: impl FnOnce(Either) -> (Option<Either>, envol_status),
+) -> envol_status {
+    // SAFETY: forwarded contract.
+    let was = match unsafe { gate(slot) }.take(|s| from.contains(&decode(s))) {
+        Ok(s) => decode(s),
+        Err(s) => return wrong_state(decode(s)),
+    };
+    // SAFETY: held, in state `was`.
+    let Some(v) = (unsafe { take_value(slot, was) }) else {
+        // SAFETY: held; nothing lives in it.
+        unsafe { gate(slot).release(0) };
+        return envol_status::ENVOL_ERR_INTERNAL;
+    };
+    let (back, status) = f(v);
+    match back {
+        // SAFETY: held, `inner` free.
+        Some(v) => unsafe { put_value(slot, v) },
+        // SAFETY: held; the value was consumed.
+        None => unsafe { gate(slot).release(0) },
     }
+    status
 }
 
-/// Moves the detached volume out of `slot`, leaving it empty.
+/// The lease settings stored in `slot`, as the core takes them.
 ///
 /// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume` whose state is
-/// detached.
-unsafe fn take_detached(slot: *mut Slot) -> Volume<CallbackDevice> {
-    // SAFETY: the state says `detached` is valid; it is set to empty before
-    // the bitwise move, so the bytes left behind are never used as a value
-    // again (nothing drops them; they are overwritten or wiped). A panic
-    // while the value is out (caught by `guard!`) drops it exactly once,
-    // where it then is, and leaves the struct empty, never half-claimed.
-    unsafe {
-        set_state(slot, EMPTY);
-        ManuallyDrop::into_inner((&raw const (*slot).inner.detached).read())
-    }
-}
-
-/// Moves the attached volume out of `slot` and wipes the bytes it
-/// occupied there (key schedule included), leaving the slot empty.
-///
-/// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume` whose state is
-/// attached.
-unsafe fn take_attached(slot: *mut Slot) -> AttachedVolume<CallbackDevice> {
-    // SAFETY: as for `take_detached`; the stale copy in the struct is then
-    // zeroed, so the only copy of the key is the moved value, which wipes
-    // itself when dropped.
-    unsafe {
-        set_state(slot, EMPTY);
-        let v = ManuallyDrop::into_inner((&raw const (*slot).inner.attached).read());
-        wipe_inner(slot);
-        v
-    }
-}
-
-/// Detaches the attached volume in `slot` in place: the struct's copy of
-/// the engine is wiped as the value moves out, the value wipes its key as
-/// it detaches, and the bounce buffer (last ciphertext written) is zeroed,
-/// so the detached struct holds only the tables and the header — the same
-/// bytes as a struct freshly opened on the device.
-///
-/// # Safety
-/// `slot` from [`slot_ptr`] on a writable `envol_volume` whose state is
-/// attached.
-unsafe fn detach_in_place(slot: *mut Slot) {
-    // SAFETY: forwarded contract; `take_attached` leaves the slot empty,
-    // which `store_detached` needs.
-    unsafe {
-        let v = take_attached(slot).detach();
-        zeroize::zeroize_flat_type(&raw mut (*slot).bounce);
-        store_detached(slot, v);
-    }
+/// `slot` held by the caller.
+unsafe fn lease_of(slot: *const Slot) -> (LeaseConfig, CallbackClock) {
+    // SAFETY: held by the caller; plain data.
+    let l = unsafe { (&raw const (*slot).lease).read() };
+    let renew = if l.renew_before_s == 0 {
+        l.duration_s / 2
+    } else {
+        l.renew_before_s
+    };
+    let cfg = LeaseConfig {
+        duration: l.duration_s,
+        renew_before: renew,
+        grace: l.grace_s,
+    };
+    let clock = CallbackClock {
+        now: l.now,
+        user: l.user,
+    };
+    (cfg, clock)
 }
 
 /// Whether `[p, p+len)` overlaps the struct at `slot`.
-fn overlaps_struct(slot: *const Slot, p: *const u8, len: usize) -> bool {
+pub(crate) fn overlaps_struct(slot: *const Slot, p: *const u8, len: usize) -> bool {
     ranges_overlap(slot as usize, ENVOL_VOLUME_SIZE, p as usize, len)
-}
-
-/// Fails unless `vol` holds no volume (create, open): a live one is
-/// `ENVOL_ERR_VOLUME_ATTACHED` / `ENVOL_ERR_VOLUME_DETACHED`.
-///
-/// # Safety
-/// As for [`state_of`].
-unsafe fn need_empty(slot: *const Slot) -> Result<(), envol_status> {
-    // SAFETY: forwarded contract.
-    match unsafe { state_of(slot) } {
-        State::Empty => Ok(()),
-        s => Err(wrong_state(s)),
-    }
 }
 
 /// `sizeof(envol_volume)` of the built library; compare with
@@ -606,6 +652,55 @@ pub extern "C" fn envol_volume_size() -> usize {
     ENVOL_VOLUME_SIZE
 }
 
+/// Fills an empty `slot` with a new volume made by `make` from the device
+/// and key-service tables (create and open).
+///
+/// # Safety
+/// As for [`envol_volume_create`].
+unsafe fn fill(
+    vol: *mut envol_volume,
+    dev: *const envol_block_device,
+    kms: *const envol_kms_callbacks,
+    make: impl FnOnce(CallbackDevice, envol_kms_callbacks) -> Result<Either, envol_status>,
+) -> envol_status {
+    let slot = try_status!(slot_ptr(vol));
+    // SAFETY: the caller's contract on each argument.
+    let dev = try_status!(unsafe { in_device(dev) });
+    // SAFETY: as above.
+    let table = try_status!(unsafe { in_kms(kms) });
+    // SAFETY: the caller's contract on `vol`: an empty struct, in which no
+    // call can be inside.
+    let took = unsafe { gate(slot) }.take_idle(|s| decode(s) == State::Empty);
+    if let Err(s) = took {
+        return wrong_state(decode(s));
+    }
+    // SAFETY: the caller's contract on the device table.
+    let made = make(unsafe { CallbackDevice::new(dev) }, table);
+    // SAFETY: held; every byte but the gate is ours to reset, and on
+    // failure none is touched (the struct stays as it was, empty).
+    unsafe {
+        match made {
+            Ok(v) => {
+                (&raw mut (*slot).kms).write(table);
+                (&raw mut (*slot).lease).write(envol_lease {
+                    duration_s: 0,
+                    renew_before_s: 0,
+                    grace_s: 0,
+                    now: None,
+                    user: core::ptr::null_mut(),
+                });
+                (&raw mut (*slot).bounce_busy).write(AtomicBool::new(false));
+                put_value(slot, v);
+                envol_status::ENVOL_OK
+            }
+            Err(e) => {
+                gate(slot).release(0);
+                e
+            }
+        }
+    }
+}
+
 /// Creates a volume on `dev`: a fresh data key from the key service
 /// (`kms->generate_data_key`, as `principal`, wrapped under master key
 /// `key_id` for the volume's encryption context), both header copies
@@ -613,6 +708,12 @@ pub extern "C" fn envol_volume_size() -> usize {
 /// holds the volume attached, with copies of `*dev` and `*kms` (the tables
 /// themselves need not outlive the call; what their `user` pointers point
 /// to must outlive `*vol`).
+///
+/// A device that already holds an envol volume (either header copy) is
+/// `ENVOL_ERR_VOLUME_EXISTS`, and nothing is written: creating over it
+/// would destroy its data key, and so all its data (use
+/// `envol_volume_overwrite` to do that on purpose). An all-zero volume id
+/// is `ENVOL_ERR_VOLUME_PARAMS` (use random ids).
 ///
 /// `*vol` must be empty (zeroed or closed): a live one is
 /// `ENVOL_ERR_VOLUME_ATTACHED` / `ENVOL_ERR_VOLUME_DETACHED`. NULL
@@ -635,13 +736,44 @@ pub unsafe extern "C" fn envol_volume_create(
     key_id: *const c_char,
     params: *const envol_volume_params,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need_empty(slot) });
+    // SAFETY: forwarded contract.
+    unsafe { create(vol, dev, kms, principal, key_id, params, false) }
+}
+
+/// `envol_volume_create` on a device that may hold a volume already: its
+/// header copies are replaced and its data key, and so all its data, is
+/// lost. For re-formatting on purpose; everything else as for create.
+///
+/// # Safety
+/// As for [`envol_volume_create`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_volume_overwrite(
+    vol: *mut envol_volume,
+    dev: *const envol_block_device,
+    kms: *const envol_kms_callbacks,
+    principal: *const c_char,
+    key_id: *const c_char,
+    params: *const envol_volume_params,
+) -> envol_status {
+    // SAFETY: forwarded contract.
+    unsafe { create(vol, dev, kms, principal, key_id, params, true) }
+}
+
+/// Create, or overwrite.
+///
+/// # Safety
+/// As for [`envol_volume_create`].
+unsafe fn create(
+    vol: *mut envol_volume,
+    dev: *const envol_block_device,
+    kms: *const envol_kms_callbacks,
+    principal: *const c_char,
+    key_id: *const c_char,
+    params: *const envol_volume_params,
+    overwrite: bool,
+) -> envol_status {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         // SAFETY: the caller's contract on each argument.
-        let dev = try_status!(unsafe { in_device(dev) });
-        // SAFETY: as above.
         let table = try_status!(unsafe { in_kms(kms) });
         if table.generate_data_key.is_none() {
             return envol_status::ENVOL_ERR_NULL_POINTER;
@@ -652,28 +784,39 @@ pub unsafe extern "C" fn envol_volume_create(
         let key_id = try_status!(unsafe { in_key_id(key_id) });
         // SAFETY: as above.
         let params = try_status!(unsafe { in_params(params) });
-        // SAFETY: the caller's contract on the tables.
-        let (dev, mut service) = unsafe { (CallbackDevice::new(dev), CallbackKms::new(table)) };
-        let v = try_status!(Volume::create(dev, &mut service, principal, key_id, params));
-        // SAFETY: `slot` is empty (checked above) and writable.
+        let options = CreateOptions { overwrite };
+        // SAFETY: forwarded contract.
         unsafe {
-            wipe_all(slot);
-            (&raw mut (*slot).kms).write(table);
-            store_attached(slot, v);
+            fill(vol, dev, kms, |dev, table| {
+                // The caller's contract on the table (inside `unsafe`).
+                let mut service = CallbackKms::new(table);
+                let a = Volume::create_with(dev, &mut service, principal, key_id, params, &options)
+                    .map_err(envol_status::from)?;
+                let (cfg, clock) = (
+                    LeaseConfig::OFF,
+                    CallbackClock {
+                        now: None,
+                        user: core::ptr::null_mut(),
+                    },
+                );
+                Ok(Either::Attached(a.with_lease(cfg, clock)))
+            })
         }
-        envol_status::ENVOL_OK
     })
 }
 
-/// Opens the volume on `dev`: reads both header copies, picks the newest
-/// good one and rewrites the other if it is damaged or stale. No key is
-/// involved; on success `*vol` holds the volume detached (attach it with
-/// `envol_volume_attach`), with copies of `*dev` and `*kms`.
+/// Opens the volume on `dev`: reads both header copies and writes nothing
+/// (a damaged or stale copy is repaired only once an attach has verified
+/// the other). No key is involved; on success `*vol` holds the volume
+/// detached (attach it with `envol_volume_attach`), with copies of `*dev`
+/// and `*kms`.
 ///
 /// `*vol` must be empty, as for `envol_volume_create`. A device that holds
 /// no volume is `ENVOL_ERR_HEADER_BAD_MAGIC`; two unreadable copies
 /// `ENVOL_ERR_HEADER_BOTH_CORRUPT` (or the error both share, e.g.
-/// `ENVOL_ERR_HEADER_VERSION`); a device failure `ENVOL_ERR_IO`. On any
+/// `ENVOL_ERR_HEADER_VERSION`); two good copies of two different volumes
+/// `ENVOL_ERR_WRONG_VOLUME` (say which you expect with
+/// `envol_volume_open_expect`); a device failure `ENVOL_ERR_IO`. On any
 /// error `*vol` stays empty.
 ///
 /// # Safety
@@ -685,39 +828,73 @@ pub unsafe extern "C" fn envol_volume_open(
     kms: *const envol_kms_callbacks,
 ) -> envol_status {
     guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need_empty(slot) });
-        // SAFETY: the caller's contract on each argument.
-        let dev = try_status!(unsafe { in_device(dev) });
-        // SAFETY: as above.
-        let table = try_status!(unsafe { in_kms(kms) });
-        // SAFETY: the caller's contract on the table.
-        let dev = unsafe { CallbackDevice::new(dev) };
-        let v = match Volume::open(dev) {
-            Ok(v) => v,
-            Err((_, e)) => return e.into(),
-        };
-        // SAFETY: `slot` is empty (checked above) and writable.
-        unsafe {
-            wipe_all(slot);
-            (&raw mut (*slot).kms).write(table);
-            store_detached(slot, v);
-        }
-        envol_status::ENVOL_OK
+        // SAFETY: forwarded contract.
+        unsafe { open(vol, dev, kms, None) }
     })
 }
 
-/// Attaches a detached volume as `principal`: unwraps the data key through
-/// the key service (`kms->decrypt_data_key`) with the header's encryption
-/// context, verifies the header MAC, and sets up the XTS engine (best
-/// backend). The volume is then attached.
+/// `envol_volume_open` for a caller that knows which volume it expects:
+/// header copies naming another volume id than `volume_id` (16 bytes) are
+/// never used, and a device holding only such copies is
+/// `ENVOL_ERR_WRONG_VOLUME`. Hypervisors should use this, with the id they
+/// recorded at create time.
 ///
-/// A retired volume is `ENVOL_ERR_VOLUME_RETIRED` (the key service is not
-/// asked); a refusal comes back as the key service's status
-/// (`ENVOL_ERR_ACCESS_DENIED`, `ENVOL_ERR_KEY_DISABLED`, ...); a header
-/// edited since it was written `ENVOL_ERR_HEADER_TAMPERED`; a data key of
-/// the wrong size `ENVOL_ERR_KEY_MISMATCH`; NULL `decrypt_data_key`
+/// # Safety
+/// As for [`envol_volume_create`]; `volume_id` NULL or valid for 16 reads.
+///
+/// cbindgen:ptrs-as-arrays=[[volume_id;16]]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_volume_open_expect(
+    vol: *mut envol_volume,
+    dev: *const envol_block_device,
+    kms: *const envol_kms_callbacks,
+    volume_id: *const u8,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        // SAFETY: the caller's contract.
+        let Some(id) = (unsafe { in_volume_id(volume_id) }) else {
+            return envol_status::ENVOL_ERR_NULL_POINTER;
+        };
+        // SAFETY: forwarded contract.
+        unsafe { open(vol, dev, kms, Some(id)) }
+    })
+}
+
+/// Open, expecting an id or not.
+///
+/// # Safety
+/// As for [`envol_volume_create`].
+unsafe fn open(
+    vol: *mut envol_volume,
+    dev: *const envol_block_device,
+    kms: *const envol_kms_callbacks,
+    expected: Option<[u8; 16]>,
+) -> envol_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        fill(vol, dev, kms, |dev, _| {
+            let v = match expected {
+                Some(id) => Volume::open_expecting(dev, id),
+                None => Volume::open(dev),
+            };
+            v.map(Either::Detached).map_err(|(_, e)| e.into())
+        })
+    }
+}
+
+/// Attaches a detached volume as `principal`: unwraps the data key of the
+/// newest header copy through the key service (`kms->decrypt_data_key`)
+/// with its encryption context and verifies its MAC — falling back to the
+/// other copy if the newest proves not to be this volume's — then sets up
+/// the XTS engine (best backend) and, if `envol_volume_set_lease` was
+/// called, starts a lease. Only after a copy verified is the other slot
+/// rewritten with it. The volume is then attached.
+///
+/// A retired volume is `ENVOL_ERR_VOLUME_RETIRED`; a refusal comes back as
+/// the key service's status (`ENVOL_ERR_ACCESS_DENIED`,
+/// `ENVOL_ERR_KEY_DISABLED`, ...); a header edited since it was written
+/// `ENVOL_ERR_HEADER_TAMPERED`; a data key of the wrong size
+/// `ENVOL_ERR_KEY_MISMATCH`; NULL `decrypt_data_key`
 /// `ENVOL_ERR_NULL_POINTER`. Attached already: `ENVOL_ERR_VOLUME_ATTACHED`;
 /// empty: `ENVOL_ERR_NOT_INITIALIZED`. On any error the volume stays
 /// detached.
@@ -730,260 +907,158 @@ pub unsafe extern "C" fn envol_volume_attach(
     vol: *mut envol_volume,
     principal: *const c_char,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Detached) });
         // SAFETY: the caller's contract.
         let principal = try_status!(unsafe { in_principal(principal) });
-        // SAFETY: a live struct: the table was stored with the volume.
-        let table = unsafe { (&raw const (*slot).kms).read() };
-        if table.decrypt_data_key.is_none() {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        // SAFETY: the contract given with the table at create/open.
-        let mut service = unsafe { CallbackKms::new(table) };
-        // SAFETY: detached (checked above); the state is empty while the
-        // value is out, and set again only when a value is written back.
-        let v = unsafe { take_detached(slot) };
-        match v.attach(&mut service, principal) {
-            Ok(a) => {
-                // SAFETY: `slot` is empty and writable.
-                unsafe { store_attached(slot, a) };
-                envol_status::ENVOL_OK
-            }
-            Err((v, e)) => {
-                // SAFETY: as above: the volume goes back, detached.
-                unsafe { store_detached(slot, v) };
-                e.into()
-            }
+        // SAFETY: the caller's contract on `vol`.
+        unsafe {
+            transition(slot, &[State::Detached], |v| {
+                let Either::Detached(v) = v else {
+                    return (Some(v), envol_status::ENVOL_ERR_INTERNAL);
+                };
+                // SAFETY: a live struct: the table was stored with it; the
+                // slot is held, so nothing else writes these fields.
+                let table = (&raw const (*slot).kms).read();
+                if table.decrypt_data_key.is_none() {
+                    return (
+                        Some(Either::Detached(v)),
+                        envol_status::ENVOL_ERR_NULL_POINTER,
+                    );
+                }
+                // SAFETY: the contract given with the table at create/open.
+                let mut service = CallbackKms::new(table);
+                match v.attach(&mut service, principal) {
+                    Ok(a) => {
+                        let (cfg, clock) = lease_of(slot);
+                        let a = a.with_lease(cfg, clock);
+                        (Some(Either::Attached(a)), envol_status::ENVOL_OK)
+                    }
+                    Err((v, e)) => (Some(Either::Detached(v)), e.into()),
+                }
+            })
         }
     })
 }
 
-/// Detaches an attached volume: the XTS engine and every copy of key
-/// material in `*vol` are wiped, and so is the bounce buffer; the volume
-/// stays open (detached) and can be attached again. Afterwards `*vol` holds
-/// the same bytes as a struct freshly opened on the same device with the
-/// same tables: nothing of the key is left in it. Detached already: `ENVOL_ERR_VOLUME_DETACHED`; empty:
+/// Detaches an attached volume: waits for calls in flight on other threads
+/// (data calls, rewrap, lease renewal) to finish — calls arriving
+/// afterwards get `ENVOL_ERR_VOLUME_DETACHED` — then makes every written
+/// sector durable (the device's `flush`), and only then wipes the XTS
+/// engine and every copy of key material in `*vol`. The volume stays open
+/// (detached) and can be attached again. If the flush fails the result is
+/// `ENVOL_ERR_IO` and the volume stays attached, so nothing acknowledged
+/// is lost silently (retry, or `envol_volume_close` to wipe regardless).
+/// Detached already: `ENVOL_ERR_VOLUME_DETACHED`; empty:
 /// `ENVOL_ERR_NOT_INITIALIZED`.
 ///
 /// # Safety
 /// `vol` NULL or a writable `envol_volume`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envol_volume_detach(vol: *mut envol_volume) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         let slot = try_status!(slot_ptr(vol));
         // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Attached) });
-        // SAFETY: attached (checked above).
-        unsafe { detach_in_place(slot) };
-        envol_status::ENVOL_OK
+        unsafe { detach(slot) }
     })
 }
 
-/// Ends the use of `*vol`: an attached volume's key is wiped, and every
-/// byte of the struct is zeroed (it is then empty, ready for create or
-/// open). Nothing is written to the device. NULL and a misaligned pointer
-/// are accepted and ignored.
+/// Detaches the attached volume in a slot (flushing first).
+///
+/// # Safety
+/// `slot` from [`slot_ptr`] on a writable `envol_volume`.
+pub(crate) unsafe fn detach(slot: *mut Slot) -> envol_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        transition(slot, &[State::Attached], |v| match v {
+            Either::Attached(a) => match a.detach() {
+                Ok(d) => (Some(Either::Detached(d)), envol_status::ENVOL_OK),
+                Err((a, e)) => (Some(Either::Attached(a)), e.into()),
+            },
+            v => (Some(v), envol_status::ENVOL_ERR_INTERNAL),
+        })
+    }
+}
+
+/// Sets the lease attached volumes hold (see `envol_lease`): taken at every
+/// attach from now on, and, if the volume is attached, started afresh now.
+/// A lease of `duration_s` 0 turns leases off. Then call
+/// `envol_volume_maintain` from a timer, well within `renew_before_s`. A
+/// NULL clock on a bare-metal build is `ENVOL_ERR_NULL_POINTER`. Waits for
+/// calls in flight, as detach does.
+///
+/// # Safety
+/// `vol` NULL or a writable `envol_volume`; `lease` NULL or readable, its
+/// clock keeping the `envol_lease` contract while `*vol` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_volume_set_lease(
+    vol: *mut envol_volume,
+    lease: *const envol_lease,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        let slot = try_status!(slot_ptr(vol));
+        // SAFETY: the caller's contract.
+        let l = try_status!(unsafe { read_in(lease) });
+        if cfg!(not(feature = "std")) && l.now.is_none() && l.duration_s != 0 {
+            return envol_status::ENVOL_ERR_NULL_POINTER;
+        }
+        // SAFETY: the caller's contract on `vol`.
+        unsafe {
+            transition(slot, &[State::Detached, State::Attached], |v| {
+                // SAFETY: held.
+                (&raw mut (*slot).lease).write(l);
+                let v = match v {
+                    Either::Attached(a) => {
+                        let (cfg, clock) = lease_of(slot);
+                        Either::Attached(a.with_lease(cfg, clock))
+                    }
+                    d => d,
+                };
+                (Some(v), envol_status::ENVOL_OK)
+            })
+        }
+    })
+}
+
+/// Ends the use of `*vol`: waits for calls in flight, wipes an attached
+/// volume's key, and zeroes every byte of the struct (it is then empty,
+/// ready for create or open). Nothing is written to the device — detach
+/// first to make written sectors durable. NULL and a misaligned pointer are
+/// accepted and ignored.
 ///
 /// # Safety
 /// `vol` NULL or a writable `envol_volume`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envol_volume_close(vol: *mut envol_volume) {
-    guard!((), {
+    guard_secret!((), {
         let Ok(slot) = slot_ptr(vol) else {
             return;
         };
-        // SAFETY: the caller's struct; the state word says what is live. It
-        // is set to empty before the value is dropped in place (so a panic
-        // cannot drop it twice), and the bytes are zeroed afterwards.
+        // SAFETY: the caller's struct. An empty (or never written) struct
+        // has nobody inside; a live one is taken, which waits for its
+        // calls; the value is dropped once, and every byte zeroed.
         unsafe {
-            match state_of(slot) {
-                State::Attached => {
-                    set_state(slot, EMPTY);
-                    core::ptr::drop_in_place(
-                        (&raw mut (*slot).inner.attached).cast::<AttachedVolume<CallbackDevice>>(),
-                    );
-                }
-                State::Detached => {
-                    set_state(slot, EMPTY);
-                    core::ptr::drop_in_place(
-                        (&raw mut (*slot).inner.detached).cast::<Volume<CallbackDevice>>(),
-                    );
-                }
-                State::Empty => {}
-            }
-            wipe_all(slot);
+            let g = gate(slot);
+            let was = match g.take_idle(|s| decode(s) == State::Empty) {
+                Ok(_) => State::Empty,
+                Err(_) => match g.take(|s| decode(s) != State::Empty) {
+                    Ok(s) => decode(s),
+                    Err(_) => State::Empty,
+                },
+            };
+            drop(take_value(slot, was));
+            zeroize::zeroize_flat_type(slot.cast::<[u8; ENVOL_VOLUME_SIZE]>());
         }
-    })
-}
-
-/// Reads `len` bytes (whole sectors) from data sector `first_sector` on,
-/// decrypted, into `buf`. `len` 0 is a no-op.
-///
-/// A `len` that is not a multiple of the sector size is
-/// `ENVOL_ERR_LENGTH`; sectors past the end of the volume
-/// `ENVOL_ERR_OUT_OF_RANGE`; `buf` overlapping `*vol` `ENVOL_ERR_OVERLAP`;
-/// all with `buf` untouched. A device failure is `ENVOL_ERR_IO`, and then
-/// (the one exception to "nothing written on failure") `buf` may hold
-/// whatever the device wrote into it. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-///
-/// # Safety
-/// `vol` NULL or a writable `envol_volume`; `buf` NULL or valid for `len`
-/// writes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_volume_read(
-    vol: *mut envol_volume,
-    first_sector: u64,
-    buf: *mut u8,
-    len: usize,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Attached) });
-        if buf.is_null() {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        try_status!(check_span(buf as usize, len));
-        if overlaps_struct(slot, buf, len) {
-            return envol_status::ENVOL_ERR_OVERLAP;
-        }
-        // SAFETY: non-NULL, fits a slice, outside `*vol` (checked above), and
-        // valid for `len` writes per the contract.
-        let out = unsafe { core::slice::from_raw_parts_mut(buf, len) };
-        // SAFETY: attached (checked above); no other reference into `*vol`.
-        let a = unsafe { attached_mut(slot) };
-        try_status!(a.read_sectors(first_sector, out));
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Encrypts `len` bytes (whole sectors) from `buf` and writes them at data
-/// sector `first_sector` on. `buf` is only read: encryption goes through
-/// the bounce buffer inside `*vol`, 64 KiB at a time (so the device sees
-/// writes of at most 64 KiB). `len` 0 is a no-op.
-///
-/// Errors as for `envol_volume_read`; on `ENVOL_ERR_IO` a prefix of the
-/// sectors may have been written.
-///
-/// # Safety
-/// `vol` NULL or a writable `envol_volume`; `buf` NULL or valid for `len`
-/// reads.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_volume_write(
-    vol: *mut envol_volume,
-    first_sector: u64,
-    buf: *const u8,
-    len: usize,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Attached) });
-        if buf.is_null() {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        try_status!(check_span(buf as usize, len));
-        if overlaps_struct(slot, buf, len) {
-            return envol_status::ENVOL_ERR_OVERLAP;
-        }
-        // SAFETY: non-NULL, fits a slice, outside `*vol` (checked above), and
-        // valid for `len` reads per the contract.
-        let data = unsafe { core::slice::from_raw_parts(buf, len) };
-        // SAFETY: attached (checked above); the volume and the bounce buffer
-        // are disjoint fields, each referenced once.
-        let (a, bounce) = unsafe { (attached_mut(slot), &mut (*slot).bounce) };
-        try_status!(a.write_sectors(first_sector, data, bounce));
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Makes written sectors durable (the device's `flush`; a no-op if it has
-/// none). Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-///
-/// # Safety
-/// `vol` NULL or a writable `envol_volume`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_volume_flush(vol: *mut envol_volume) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Attached) });
-        // SAFETY: attached (checked above); no other reference into `*vol`.
-        try_status!(unsafe { attached_mut(slot) }.flush());
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Rewraps the data key of an attached volume under master key
-/// `new_key_id`, as `principal`, through the key service's re-encrypt
-/// (`kms->re_encrypt`; the plaintext key never leaves the service). The data
-/// is not touched. The header update is crash-safe: the copy holding the
-/// older header is written first and flushed, then the other; a failure or
-/// crash at any byte leaves a volume that opens with the old or the new
-/// wrap. On error the volume stays attached and usable.
-///
-/// NULL `re_encrypt` is `ENVOL_ERR_KMS_UNAVAILABLE` (the service cannot);
-/// the key service's refusals come back as its status; a device failure is
-/// `ENVOL_ERR_IO`. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-///
-/// # Safety
-/// `vol` NULL or a writable `envol_volume`; strings NULL or NUL-terminated.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_volume_rewrap(
-    vol: *mut envol_volume,
-    principal: *const c_char,
-    new_key_id: *const c_char,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Attached) });
-        // SAFETY: the caller's contract on each argument.
-        let principal = try_status!(unsafe { in_principal(principal) });
-        // SAFETY: as above.
-        let key_id = try_status!(unsafe { in_key_id(new_key_id) });
-        // SAFETY: a live struct: the table was stored with the volume.
-        let table = unsafe { (&raw const (*slot).kms).read() };
-        // SAFETY: the contract given with the table at create/open.
-        let mut service = unsafe { CallbackKms::new(table) };
-        // SAFETY: attached (checked above); no other reference into `*vol`.
-        let a = unsafe { attached_mut(slot) };
-        try_status!(a.rewrap(&mut service, principal, key_id));
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Retires an attached volume: the header is marked retired (crash-safely,
-/// as for rewrap) and the volume detached, key wiped. Attaching it is
-/// refused from then on with `ENVOL_ERR_VOLUME_RETIRED`. On error the
-/// volume stays attached. Detached: `ENVOL_ERR_VOLUME_DETACHED`.
-///
-/// # Safety
-/// `vol` NULL or a writable `envol_volume`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_volume_retire(vol: *mut envol_volume) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        try_status!(unsafe { need(slot, State::Attached) });
-        // SAFETY: attached (checked above); no other reference into `*vol`.
-        try_status!(unsafe { attached_mut(slot) }.mark_retired());
-        // SAFETY: still attached.
-        unsafe { detach_in_place(slot) };
-        envol_status::ENVOL_OK
     })
 }
 
 /// Describes an open volume (attached or detached): its parameters to
-/// `*params_out`, the header's sequence number (incremented by every header
-/// update) to `*sequence`, the master key id its data key is wrapped under,
-/// NUL-terminated, to `key_id_out` (room for `ENVOL_MAX_KEY_ID + 1` bytes),
-/// and 1 if attached or 0 if detached to `*attached`. Every output is
-/// required; an output overlapping `*vol` is `ENVOL_ERR_OVERLAP`. Empty:
-/// `ENVOL_ERR_NOT_INITIALIZED`.
+/// `*params_out`, the current header's sequence number (incremented by
+/// every header update) to `*sequence`, the master key id its data key is
+/// wrapped under, NUL-terminated, to `key_id_out` (room for
+/// `ENVOL_MAX_KEY_ID + 1` bytes), and 1 if attached or 0 if detached to
+/// `*attached`. Every output is required; an output overlapping `*vol` is
+/// `ENVOL_ERR_OVERLAP`. Empty: `ENVOL_ERR_NOT_INITIALIZED`.
 ///
 /// # Safety
 /// `vol` NULL or a readable `envol_volume`; `params_out`, `sequence`,
@@ -1001,8 +1076,6 @@ pub unsafe extern "C" fn envol_volume_info(
 ) -> envol_status {
     guard!(envol_status::ENVOL_ERR_INTERNAL, {
         let slot = try_status!(slot_ptr(vol));
-        // SAFETY: the caller's contract on `vol`.
-        let (h, is_attached) = try_status!(unsafe { live_header(slot) });
         if params_out.is_null() || sequence.is_null() || key_id_out.is_null() || attached.is_null()
         {
             return envol_status::ENVOL_ERR_NULL_POINTER;
@@ -1015,6 +1088,18 @@ pub unsafe extern "C" fn envol_volume_info(
         {
             return envol_status::ENVOL_ERR_OVERLAP;
         }
+        // SAFETY: the caller's contract on `vol`.
+        let pass = try_status!(unsafe { enter(slot, &[State::Detached, State::Attached]) });
+        let is_attached = pass.state() == ATTACHED;
+        let h = if is_attached {
+            // SAFETY: entered attached.
+            unsafe { self::attached(slot, &pass) }.header()
+        } else {
+            // SAFETY: entered detached.
+            let d = unsafe { detached(slot, &pass) };
+            try_status!(header::OwnedHeader::new(&d.header()))
+        };
+        let h = h.view();
         let id = h.key_id().as_bytes();
         if id.len() > ENVOL_MAX_KEY_ID {
             return envol_status::ENVOL_ERR_INTERNAL;
@@ -1033,7 +1118,8 @@ pub unsafe extern "C" fn envol_volume_info(
 }
 
 /// The XTS backend of an attached volume, or `ENVOL_BACKEND_AUTO` if `vol`
-/// is NULL, misaligned, empty or detached (no engine, no key).
+/// is NULL, misaligned, empty or detached, or its key was wiped by a lost
+/// lease (no engine, no key).
 ///
 /// # Safety
 /// `vol` NULL or a readable `envol_volume`.
@@ -1043,334 +1129,15 @@ pub unsafe extern "C" fn envol_volume_backend(vol: *const envol_volume) -> envol
         let Ok(slot) = slot_ptr(vol) else {
             return envol_backend::ENVOL_BACKEND_AUTO;
         };
-        // SAFETY: the caller's contract on `vol`; the state word says
-        // whether `attached` is valid.
-        unsafe {
-            if state_of(slot) != State::Attached {
-                return envol_backend::ENVOL_BACKEND_AUTO;
-            }
-            let a = &*(&raw const (*slot).inner.attached).cast::<AttachedVolume<CallbackDevice>>();
-            a.backend().into()
-        }
-    })
-}
-
-/// Checks one header copy on its own (a slot of `ENVOL_HEADER_SLOT_SIZE`
-/// bytes): `ENVOL_OK` if it parses, else why not —
-/// `ENVOL_ERR_HEADER_BAD_MAGIC`, `ENVOL_ERR_HEADER_CORRUPT` (checksum: torn
-/// or damaged), `ENVOL_ERR_HEADER_VERSION`, `ENVOL_ERR_HEADER_FLAGS` or
-/// `ENVOL_ERR_HEADER_MALFORMED`. (The MAC needs the data key; see
-/// `envol_header_unwrap`.)
-///
-/// # Safety
-/// `slot` NULL or valid for `ENVOL_HEADER_SLOT_SIZE` reads.
-///
-/// cbindgen:ptrs-as-arrays=[[slot;ENVOL_HEADER_SLOT_SIZE]]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_header_check(slot: *const u8) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract.
-        let s = try_status!(unsafe { in_slot(slot) });
-        try_status!(Header::parse(s));
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Parses the two header slots of a volume (the first
-/// `2 * ENVOL_HEADER_SLOT_SIZE` bytes of its device) and picks the newest
-/// good copy, as `envol_volume_open` does, without writing anything:
-/// its parameters go to `*params_out`, its sequence number to
-/// `*sequence_out`, the wrapped data key (a complete blob, as a key
-/// service's decrypt takes it) to `blob_out` (`blob_cap` bytes of room;
-/// `ENVOL_MAX_BLOB` always suffices, else `ENVOL_ERR_BUFFER_TOO_SMALL`) and
-/// its length to `*blob_len`. `*repair_needed` is the slot (0 = A, 1 = B)
-/// whose copy is damaged, stale or different and should be rewritten with
-/// the winner's bytes, or -1.
-///
-/// Both copies unreadable is `ENVOL_ERR_HEADER_BOTH_CORRUPT`, or the error
-/// both share (`ENVOL_ERR_HEADER_BAD_MAGIC` for a device holding no volume,
-/// `ENVOL_ERR_HEADER_VERSION`, ...). Every output is required. A retired
-/// volume parses; `envol_header_unwrap` refuses it.
-///
-/// # Safety
-/// `slot_a`, `slot_b` NULL or valid for `ENVOL_HEADER_SLOT_SIZE` reads;
-/// `blob_out` NULL or valid for `blob_cap` writes; the other outputs NULL
-/// or writable; no output overlaps a slot (for `blob_out` this is checked:
-/// `ENVOL_ERR_OVERLAP`).
-///
-/// cbindgen:ptrs-as-arrays=[[slot_a;ENVOL_HEADER_SLOT_SIZE], [slot_b;ENVOL_HEADER_SLOT_SIZE]]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_header_parse(
-    slot_a: *const u8,
-    slot_b: *const u8,
-    params_out: *mut envol_volume_params,
-    sequence_out: *mut u64,
-    blob_out: *mut u8,
-    blob_cap: usize,
-    blob_len: *mut usize,
-    repair_needed: *mut c_int,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract on each argument.
-        let a = try_status!(unsafe { in_slot(slot_a) });
-        // SAFETY: as above.
-        let b = try_status!(unsafe { in_slot(slot_b) });
-        if params_out.is_null()
-            || sequence_out.is_null()
-            || blob_out.is_null()
-            || blob_len.is_null()
-            || repair_needed.is_null()
-        {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        try_status!(check_span(blob_out as usize, blob_cap));
-        let p = try_status!(header::pick(a, b));
-        let h = p.header;
-        if h.blob.len() > blob_cap {
-            return envol_status::ENVOL_ERR_BUFFER_TOO_SMALL;
-        }
-        if overlaps(blob_out, blob_cap, a) || overlaps(blob_out, blob_cap, b) {
-            return envol_status::ENVOL_ERR_OVERLAP;
-        }
-        let repair: c_int = if p.other_needs_repair {
-            if p.slot == 0 { 1 } else { 0 }
-        } else {
-            -1
+        // SAFETY: the caller's contract on `vol`.
+        let Ok(pass) = (unsafe { enter(slot, &[State::Attached]) }) else {
+            return envol_backend::ENVOL_BACKEND_AUTO;
         };
-        // SAFETY: non-NULL and writable per the contract; `blob_out` has
-        // `blob_cap` >= `h.blob.len()` bytes of room and does not overlap
-        // the slots `h.blob` points into.
-        unsafe {
-            params_out.write_unaligned(params_to_c(&h.params));
-            sequence_out.write_unaligned(h.sequence);
-            core::ptr::copy_nonoverlapping(h.blob.as_ptr(), blob_out, h.blob.len());
-            blob_len.write_unaligned(h.blob.len());
-            repair_needed.write_unaligned(repair);
+        // SAFETY: entered attached.
+        match unsafe { attached(slot, &pass) }.backend() {
+            Some(b) => b.into(),
+            None => envol_backend::ENVOL_BACKEND_AUTO,
         }
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Whether `[p, p+len)` intersects `s`.
-fn overlaps(p: *const u8, len: usize, s: &[u8]) -> bool {
-    ranges_overlap(p as usize, len, s.as_ptr() as usize, s.len())
-}
-
-/// Writes the encryption context a volume's data key is wrapped under,
-/// for volume parameters `*params`: `ENVOL_HEADER_CONTEXT_PAIRS` (5) pairs
-/// to `pairs_out`, whose key and value strings are NUL-terminated copies in
-/// `strings_out` (`strings_cap` bytes; `ENVOL_HEADER_CONTEXT_STRINGS`
-/// always suffices, else `ENVOL_ERR_BUFFER_TOO_SMALL`), and their number to
-/// `*n_pairs`. The pairs, sorted by key: `envol:cipher` (e.g.
-/// `aes-xts-plain64-512`), `envol:data-offset`, `envol:sector-size`,
-/// `envol:volume-size` (decimal), and `volume` = `vol-<id as 32 hex
-/// digits>`, which key policies match on. With it (and the blob from
-/// `envol_header_parse`) a C caller can call its own key service directly.
-/// The pointers in `pairs_out` stay valid while `strings_out` does.
-/// `pairs_out` overlapping `strings_out` is `ENVOL_ERR_OVERLAP`.
-///
-/// # Safety
-/// `params` NULL or readable; `pairs_out` NULL or valid for
-/// `ENVOL_HEADER_CONTEXT_PAIRS` writes; `strings_out` NULL or valid for
-/// `strings_cap` writes; `n_pairs` NULL or writable.
-///
-/// cbindgen:ptrs-as-arrays=[[pairs_out;ENVOL_HEADER_CONTEXT_PAIRS]]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_header_context(
-    params: *const envol_volume_params,
-    pairs_out: *mut envol_kv,
-    strings_out: *mut c_char,
-    strings_cap: usize,
-    n_pairs: *mut usize,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract.
-        let params = try_status!(unsafe { in_params(params) });
-        if pairs_out.is_null() || strings_out.is_null() || n_pairs.is_null() {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        try_status!(check_span(strings_out as usize, strings_cap));
-        let pairs_len = ENVOL_HEADER_CONTEXT_PAIRS * size_of::<envol_kv>();
-        if ranges_overlap(
-            pairs_out as usize,
-            pairs_len,
-            strings_out as usize,
-            strings_cap,
-        ) {
-            return envol_status::ENVOL_ERR_OVERLAP;
-        }
-        let shell = Header {
-            params,
-            state: VolumeState::Active,
-            sequence: 0,
-            blob: &[],
-            mac: [0; 32],
-        };
-        let strings = shell.context_strings();
-        let context = strings.context();
-        if context.len() != ENVOL_HEADER_CONTEXT_PAIRS {
-            return envol_status::ENVOL_ERR_INTERNAL;
-        }
-        let need: usize = context.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        if need > strings_cap {
-            return envol_status::ENVOL_ERR_BUFFER_TOO_SMALL;
-        }
-        let base = strings_out.cast::<u8>();
-        let mut pos = 0;
-        for (i, (k, v)) in context.iter().enumerate() {
-            let mut kv = [core::ptr::null::<c_char>(); 2];
-            for (slot, s) in kv.iter_mut().zip([k, v]) {
-                // SAFETY: `pos + s.len() + 1 <= need <= strings_cap`, inside
-                // the caller's buffer, which is writable per the contract.
-                unsafe {
-                    let dst = base.add(pos);
-                    core::ptr::copy_nonoverlapping(s.as_ptr(), dst, s.len());
-                    dst.add(s.len()).write(0);
-                    *slot = dst.cast::<c_char>().cast_const();
-                }
-                pos += s.len() + 1;
-            }
-            // SAFETY: `i` < 5 = the room `pairs_out` has per the contract.
-            unsafe {
-                pairs_out.add(i).write_unaligned(envol_kv {
-                    key: kv[0],
-                    value: kv[1],
-                });
-            }
-        }
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { n_pairs.write_unaligned(ENVOL_HEADER_CONTEXT_PAIRS) };
-        envol_status::ENVOL_OK
-    })
-}
-
-/// The low level's attach: picks the newest good copy of the two header
-/// slots, unwraps its data key as `principal` through the key service
-/// (`kms->decrypt_data_key`) with the header's encryption context,
-/// verifies the header MAC, and initialises `ctx` with the key (best
-/// backend). The plaintext key never reaches the caller, and every buffer
-/// that held it is wiped. On any error `ctx` is left as it was.
-///
-/// Then, for a request on data sectors `n..n+k` of the volume (learn
-/// `data_offset` and `sector_size` from `envol_header_parse`): the bytes
-/// are at device offset `data_offset + n * sector_size`, and are
-/// encrypted/decrypted with `envol_xts_encrypt_sectors` /
-/// `envol_xts_decrypt_sectors(ctx, n, sector_size, in, out, k *
-/// sector_size)` — `first_sector` counts from the start of the data area,
-/// not of the device. `envol_xts_wipe(ctx)` is the detach.
-///
-/// Errors as for `envol_header_parse` and `envol_volume_attach`
-/// (`ENVOL_ERR_VOLUME_RETIRED`, the key service's status,
-/// `ENVOL_ERR_HEADER_TAMPERED`, `ENVOL_ERR_KEY_MISMATCH`); NULL
-/// `decrypt_data_key` is `ENVOL_ERR_NULL_POINTER`.
-///
-/// # Safety
-/// `ctx` NULL or a writable `envol_xts`; `kms` NULL or a readable
-/// `envol_kms_callbacks` whose callbacks keep its contract; `principal`
-/// NULL or NUL-terminated; `slot_a`, `slot_b` NULL or valid for
-/// `ENVOL_HEADER_SLOT_SIZE` reads.
-///
-/// cbindgen:ptrs-as-arrays=[[slot_a;ENVOL_HEADER_SLOT_SIZE], [slot_b;ENVOL_HEADER_SLOT_SIZE]]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_header_unwrap(
-    ctx: *mut envol_xts,
-    kms: *const envol_kms_callbacks,
-    principal: *const c_char,
-    slot_a: *const u8,
-    slot_b: *const u8,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        try_status!(check_ctx(ctx));
-        // SAFETY: the caller's contract on each argument.
-        let table = try_status!(unsafe { in_kms(kms) });
-        if table.decrypt_data_key.is_none() {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        // SAFETY: as above.
-        let principal = try_status!(unsafe { in_principal(principal) });
-        // SAFETY: as above.
-        let a = try_status!(unsafe { in_slot(slot_a) });
-        // SAFETY: as above.
-        let b = try_status!(unsafe { in_slot(slot_b) });
-        let h = try_status!(header::pick(a, b)).header;
-        if h.state == VolumeState::Retired {
-            return envol_status::ENVOL_ERR_VOLUME_RETIRED;
-        }
-        let strings = h.context_strings();
-        // SAFETY: the caller's contract on the table.
-        let mut service = unsafe { CallbackKms::new(table) };
-        let dek = try_status!(service.decrypt_data_key(principal, h.blob, &strings.context()));
-        if dek.size() != h.params.suite.key_size() {
-            return envol_status::ENVOL_ERR_KEY_MISMATCH;
-        }
-        try_status!(h.verify_mac(dek.as_bytes()));
-        // SAFETY: `ctx` was checked above and is writable per the contract.
-        try_status!(unsafe { init_best(ctx, dek.as_bytes()) });
-        // `dek` is wiped as it drops here.
-        envol_status::ENVOL_OK
-    })
-}
-
-/// Builds one complete header copy — parameters `*params`, the wrapped
-/// data key `blob` (as a key service's generate-data-key made it, for the
-/// context `envol_header_context` gives), sequence number `sequence`, state
-/// active, MAC under a key derived from the plaintext data key `dek`
-/// (`dek_len` bytes: 64 for AES-256-XTS, 32 for AES-128-XTS), checksum —
-/// into `slot_out` (`ENVOL_HEADER_SLOT_SIZE` bytes, zero-padded): for
-/// tools that create volumes themselves. Write it to both slots (A, flush,
-/// B, flush); a later update takes a higher sequence number.
-///
-/// `dek_len` not 32 or 64 is `ENVOL_ERR_KEY_LENGTH`, not the cipher's
-/// size `ENVOL_ERR_KEY_MISMATCH`; a blob that does not parse or holds a key
-/// of the wrong size `ENVOL_ERR_HEADER_MALFORMED`; bad parameters as for
-/// `envol_volume_create`. The blob is not unwrapped here: a blob that does
-/// not hold `dek` makes a header that attach refuses.
-///
-/// # Safety
-/// `params` NULL or readable; `blob` NULL or valid for `blob_len` reads;
-/// `dek` NULL or valid for `dek_len` reads; `slot_out` NULL or valid for
-/// `ENVOL_HEADER_SLOT_SIZE` writes.
-///
-/// cbindgen:ptrs-as-arrays=[[slot_out;ENVOL_HEADER_SLOT_SIZE]]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn envol_header_build(
-    params: *const envol_volume_params,
-    blob: *const u8,
-    blob_len: usize,
-    sequence: u64,
-    dek: *const u8,
-    dek_len: usize,
-    slot_out: *mut u8,
-) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract on each argument.
-        let params = try_status!(unsafe { in_params(params) });
-        // SAFETY: as above.
-        let blob = try_status!(unsafe { in_slice(blob, blob_len) });
-        // SAFETY: as above.
-        let dek = try_status!(unsafe { in_slice(dek, dek_len) });
-        if slot_out.is_null() {
-            return envol_status::ENVOL_ERR_NULL_POINTER;
-        }
-        try_status!(check_span(slot_out as usize, SLOT_SIZE));
-        let size = try_status!(
-            KeySize::from_key_len(dek.len()).map_err(|_| envol_status::ENVOL_ERR_KEY_LENGTH)
-        );
-        if size != params.suite.key_size() {
-            return envol_status::ENVOL_ERR_KEY_MISMATCH;
-        }
-        let mut h = try_status!(Header::new(params, blob));
-        h.sequence = sequence;
-        try_status!(h.seal_mac(dek));
-        let mut out = [0u8; SLOT_SIZE];
-        try_status!(h.encode(&mut out));
-        if overlaps(slot_out, SLOT_SIZE, blob) || overlaps(slot_out, SLOT_SIZE, dek) {
-            return envol_status::ENVOL_ERR_OVERLAP;
-        }
-        // SAFETY: valid for `SLOT_SIZE` writes per the contract; `out` is
-        // our own.
-        unsafe { core::ptr::copy_nonoverlapping(out.as_ptr(), slot_out, SLOT_SIZE) };
-        envol_status::ENVOL_OK
     })
 }
 

@@ -6,6 +6,7 @@ use core::mem::{MaybeUninit, align_of, size_of};
 use envol::xts::{Backend, Xts};
 use zeroize::Zeroize;
 
+use crate::boundary::guard_secret;
 use crate::boundary::{
     BackendChoice, check_span, envol_backend, envol_backend_arg, envol_status, guard, in_slice,
     partial_overlap, ranges_overlap, try_status,
@@ -150,7 +151,7 @@ pub unsafe extern "C" fn envol_xts_init_with_backend(
     key_len: usize,
     backend: envol_backend_arg,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+    guard_secret!(envol_status::ENVOL_ERR_INTERNAL, {
         let slot = try_status!(slot_ptr(ctx));
         // SAFETY: the caller's contract on `key`.
         let key = try_status!(unsafe { in_slice(key, key_len) });
@@ -192,6 +193,17 @@ pub(crate) unsafe fn init_best(ctx: *mut envol_xts, key: &[u8]) -> Result<(), en
     let slot = slot_ptr(ctx)?;
     // SAFETY: `slot` is the caller's aligned, writable context.
     unsafe { init_slot(slot, key, Backend::detect()) }
+}
+
+/// Stores a ready engine into `ctx`, as the init calls do.
+///
+/// # Safety
+/// `ctx` is NULL or points to a writable `envol_xts`.
+pub(crate) unsafe fn store_engine(ctx: *mut envol_xts, xts: Xts) -> Result<(), envol_status> {
+    let slot = slot_ptr(ctx)?;
+    // SAFETY: `slot` is the caller's aligned, writable context.
+    unsafe { store(slot, xts) };
+    Ok(())
 }
 
 /// Direction of a data call.
@@ -583,7 +595,7 @@ pub unsafe extern "C" fn envol_xts_decrypt_unit(
 /// `ctx` NULL or a writable `envol_xts`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envol_xts_wipe(ctx: *mut envol_xts) {
-    guard!((), {
+    guard_secret!((), {
         if let Ok(slot) = slot_ptr(ctx) {
             // SAFETY: the caller's aligned, writable context.
             unsafe {

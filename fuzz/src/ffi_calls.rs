@@ -3114,7 +3114,10 @@ impl State {
                     for (j, b) in bytes.iter().take(64).enumerate() {
                         r[j] = *b;
                     }
-                    if r[..8] == *b"envolVOD" || r[..8] == *b"envolVOA" {
+                    // Never a live volume's state word (or a held gate's):
+                    // scribbled memory must read as an empty struct.
+                    let word = usize::from_le_bytes(r[..8].try_into().expect("8 bytes"));
+                    if [0x564F_4C44, 0x564F_4C41, 0x4255_5359].contains(&word) {
                         r[0] ^= 1;
                     }
                 }
@@ -3200,6 +3203,9 @@ impl State {
                     assert_eq!(self.vrec[i].state, VState::Attached);
                     self.vrec[i].state = VState::Detached;
                     self.vrec[i].dek = None;
+                } else if s == envol_status::ENVOL_ERR_IO {
+                    // The flush failed: still attached, nothing lost.
+                    assert_eq!(self.vrec[i].state, VState::Attached);
                 } else if Self::vol_ok_ptr(*vol) {
                     self.expect_state_error(i, s, VState::Attached);
                 }
@@ -3229,7 +3235,7 @@ impl State {
                 // SAFETY: as above.
                 let s = st(unsafe { envol_ffi::envol_volume_flush(vp) });
                 if s == OK {
-                    assert_eq!(self.vrec[i].state, VState::Attached);
+                    assert_ne!(self.vrec[i].state, VState::Empty);
                 }
                 self.check_vol(i);
             }
@@ -3254,7 +3260,7 @@ impl State {
             Op::VolRetire { vol } => {
                 let (vp, i) = self.vol_ptr(*vol);
                 // SAFETY: as above.
-                let s = st(unsafe { envol_ffi::envol_volume_retire(vp) });
+                let s = st(unsafe { envol_ffi::envol_volume_retire(vp, c"op".as_ptr()) });
                 if s == OK {
                     assert_eq!(self.vrec[i].state, VState::Attached);
                     self.vrec[i].state = VState::Detached;
@@ -3361,7 +3367,7 @@ impl State {
         let name =
             unsafe { CStr::from_ptr(envol_ffi::envol_status_name(envol_status_arg(status))) };
         let name = name.to_str().expect("ASCII name");
-        if status <= 39 {
+        if status <= 43 {
             assert!(name.starts_with("ENVOL_") && name != "ENVOL_ERR_UNKNOWN");
         } else {
             assert_eq!(name, "ENVOL_ERR_UNKNOWN");

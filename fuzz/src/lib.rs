@@ -17,7 +17,7 @@ use envol::kms::audit::{
 };
 use envol::kms::policy::Policy;
 use envol::kms::{Clock, Kms, LocalKms};
-use envol::volume::{MemDevice, Volume};
+use envol::volume::{MemDevice, MemState, Volume};
 use envol::xts::{Backend, Xts};
 
 mod ffi_calls;
@@ -316,7 +316,13 @@ fn base_volume() -> &'static (Vec<u8>, Vec<u8>) {
             .unwrap();
         let dev = MemDevice::new(8192 + 8 * 512);
         let vol = Volume::create(dev, &mut kms, "op", "k", params()).unwrap();
-        let raw = vol.detach().into_device().bytes;
+        let raw = vol
+            .detach()
+            .map_err(|(_, e)| e)
+            .unwrap()
+            .into_device()
+            .into_state()
+            .bytes;
         let store = kms.seal(&[3; 32]).unwrap();
         (raw, store)
     })
@@ -335,20 +341,18 @@ pub fn volume_attach(data: &[u8]) {
         None,
     )
     .expect("base store");
-    let mut dev = MemDevice {
-        bytes: raw.clone(),
-        ..MemDevice::default()
-    };
+    let mut bytes = raw.clone();
     let fix = data.first().is_some_and(|b| b & 1 == 1);
+    let expect = data.first().is_some_and(|b| b & 2 == 2);
     // Each 3 bytes after the first: a little-endian position and a value.
     for edit in data.get(1..).unwrap_or(&[]).chunks_exact(3) {
         let pos = usize::from(u16::from_le_bytes([edit[0], edit[1]])) % (2 * SLOT_SIZE);
-        dev.bytes[pos] = edit[2];
+        bytes[pos] = edit[2];
     }
     if fix {
         use sha2::Digest;
         for s in 0..2 {
-            let slot = &mut dev.bytes[s * SLOT_SIZE..(s + 1) * SLOT_SIZE];
+            let slot = &mut bytes[s * SLOT_SIZE..(s + 1) * SLOT_SIZE];
             let len = u32::from_le_bytes([slot[12], slot[13], slot[14], slot[15]]) as usize;
             if (100..=SLOT_SIZE).contains(&len) {
                 let sum: [u8; 32] = sha2::Sha256::digest(&slot[..len - 32]).into();
@@ -356,17 +360,46 @@ pub fn volume_attach(data: &[u8]) {
             }
         }
     }
-    if let Ok(v) = Volume::open(dev)
-        && let Ok(mut a) = v.attach(&mut kms, "op")
-    {
-        assert_eq!(
-            *a.params(),
-            params(),
-            "attached with unauthenticated parameters"
-        );
-        let mut buf = vec![0u8; 512];
-        a.read_sectors(0, &mut buf).expect("read");
-    }
+    let dev = MemDevice::from_state(MemState {
+        bytes: bytes.clone(),
+        ..MemState::default()
+    });
+    let opened = if expect {
+        Volume::open_expecting(dev, params().volume_id)
+    } else {
+        Volume::open(dev)
+    };
+    // Opening never writes; attaching writes only after a copy verified.
+    let dev = match opened {
+        Err((dev, _)) => dev,
+        Ok(v) => match v.attach(&mut kms, "op") {
+            Err((v, _)) => v.into_device(),
+            Ok(a) => {
+                assert_eq!(
+                    *a.params(),
+                    params(),
+                    "attached with unauthenticated parameters"
+                );
+                let mut buf = vec![0u8; 512];
+                a.read_sectors(0, &mut buf).expect("read");
+                let d = a.detach().map_err(|(_, e)| e).expect("detach");
+                // Both slots now hold the verified copy (bytes past a
+                // copy's length are not part of it).
+                let b = d.device().bytes();
+                let (ha, hb) = (
+                    Header::parse(&b[..SLOT_SIZE]),
+                    Header::parse(&b[SLOT_SIZE..]),
+                );
+                assert!(ha.is_ok() && ha == hb, "slots differ after attach");
+                assert_eq!(ha.map(|h| h.params), Ok(params()));
+                return;
+            }
+        },
+    };
+    let after = dev.into_state().bytes;
+    let first_diff = after.iter().zip(&bytes).position(|(a, b)| a != b);
+    assert_eq!(first_diff, None, "a failed open or attach wrote");
+    assert_eq!(after.len(), bytes.len());
     // Arbitrary key-service answers: a fake that returns whatever blob
     // decrypt the fuzzer made up never yields an attached volume.
     let _ = kms.decrypt_data_key("op", data, &Context::empty());

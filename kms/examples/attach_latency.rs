@@ -44,13 +44,15 @@ fn measure<K: Kms>(kms: &mut K, key: &str, n: usize) -> (f64, f64) {
     );
     let mut vol = Volume::create(dev, kms, "hypervisor", key, params())
         .expect("create")
-        .detach();
+        .detach()
+        .map_err(|(_, e)| e)
+        .unwrap();
     let mut t = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
         let attached = vol.attach(kms, "hypervisor").expect("attach");
         t.push(start.elapsed());
-        vol = attached.detach();
+        vol = attached.detach().map_err(|(_, e)| e).unwrap();
     }
     t.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;

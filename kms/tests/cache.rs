@@ -189,10 +189,17 @@ fn repeated_attaches_are_answered_locally_within_the_limits() {
     )
     .unwrap()
     .detach()
+    .map_err(|(_, e)| e)
+    .unwrap()
     .into_device();
     let mut vol = Volume::open(dev).unwrap();
     for _ in 0..4 {
-        vol = vol.attach(&mut kms, "hypervisor").unwrap().detach();
+        vol = vol
+            .attach(&mut kms, "hypervisor")
+            .unwrap()
+            .detach()
+            .map_err(|(_, e)| e)
+            .unwrap();
     }
     // One Decrypt filled the entry, three attaches used it: 4 uses in all.
     assert_eq!(*decrypts.lock().unwrap(), 1);
@@ -206,15 +213,30 @@ fn repeated_attaches_are_answered_locally_within_the_limits() {
         }
     );
     // Used up: the fifth attach goes to the service again.
-    vol = vol.attach(&mut kms, "hypervisor").unwrap().detach();
+    vol = vol
+        .attach(&mut kms, "hypervisor")
+        .unwrap()
+        .detach()
+        .map_err(|(_, e)| e)
+        .unwrap();
     assert_eq!(*decrypts.lock().unwrap(), 2);
     assert_eq!(kms.stats().expired, 1);
     // Too old: past max_age the service is asked again.
     clock.advance(999);
-    vol = vol.attach(&mut kms, "hypervisor").unwrap().detach();
+    vol = vol
+        .attach(&mut kms, "hypervisor")
+        .unwrap()
+        .detach()
+        .map_err(|(_, e)| e)
+        .unwrap();
     assert_eq!(*decrypts.lock().unwrap(), 2);
     clock.advance(1);
-    vol = vol.attach(&mut kms, "hypervisor").unwrap().detach();
+    vol = vol
+        .attach(&mut kms, "hypervisor")
+        .unwrap()
+        .detach()
+        .map_err(|(_, e)| e)
+        .unwrap();
     assert_eq!(*decrypts.lock().unwrap(), 3);
 
     // Another principal is never served from the cache: the service

@@ -191,11 +191,7 @@ fn guest_data(n: usize) -> Vec<u8> {
         .collect()
 }
 
-fn read_back(
-    vol: &mut envol::volume::AttachedVolume<MemDevice>,
-    first: u64,
-    len: usize,
-) -> Vec<u8> {
+fn read_back(vol: &envol::volume::AttachedVolume<MemDevice>, first: u64, len: usize) -> Vec<u8> {
     let mut back = vec![0u8; len];
     vol.read_sectors(first, &mut back).unwrap();
     back
@@ -205,8 +201,8 @@ fn read_back(
 fn splice(dev: &mut MemDevice, h: &Header<'_>) {
     let mut slot = [0u8; SLOT_SIZE];
     h.encode(&mut slot).unwrap();
-    dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
-    dev.bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
 }
 
 #[test]
@@ -218,8 +214,9 @@ fn volume_lifecycle_on_token_keys() {
     kms.create_key("key-a").unwrap();
     kms.create_key("key-b").unwrap();
 
-    let mut vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(1)).unwrap();
-    let w = WrappedKey::parse(vol.header().blob).unwrap();
+    let vol = Volume::create(device(), &mut kms, "hypervisor", "key-a", params(1)).unwrap();
+    let hdr = vol.header();
+    let w = WrappedKey::parse(hdr.view().blob).unwrap();
     assert_eq!(
         (
             w.algorithm(),
@@ -232,43 +229,47 @@ fn volume_lifecycle_on_token_keys() {
     let data = guest_data(8);
     let mut scratch = vec![0u8; 3 * 4096];
     vol.write_sectors(10, &data, &mut scratch).unwrap();
-    assert_eq!(read_back(&mut vol, 10, data.len()), data);
+    assert_eq!(read_back(&vol, 10, data.len()), data);
 
-    let raw = vol.detach().into_device();
+    let raw = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
     assert!(
-        !raw.bytes.windows(12).any(|w| w == b"guest secret"),
+        !raw.bytes().windows(12).any(|w| w == b"guest secret"),
         "plaintext on disk"
     );
-    let mut vol = Volume::open(raw)
+    let vol = Volume::open(raw)
         .unwrap()
         .attach(&mut kms, "hypervisor")
         .unwrap();
-    assert_eq!(read_back(&mut vol, 10, data.len()), data);
+    assert_eq!(read_back(&vol, 10, data.len()), data);
 
     // Rewrap to key B through the token's decrypt-then-encrypt.
     vol.rewrap(&mut kms, "hypervisor", "key-b").unwrap();
-    assert_eq!(vol.header().key_id(), "key-b");
-    let raw = vol.detach().into_device();
-    let mut vol = Volume::open(raw)
+    assert_eq!(vol.header().view().key_id(), "key-b");
+    let raw = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
+    let vol = Volume::open(raw)
         .unwrap()
         .attach(&mut kms, "hypervisor")
         .unwrap();
-    assert_eq!(read_back(&mut vol, 10, data.len()), data);
-    let w = WrappedKey::parse(vol.header().blob).unwrap();
+    assert_eq!(read_back(&vol, 10, data.len()), data);
+    let hdr = vol.header();
+    let w = WrappedKey::parse(hdr.view().blob).unwrap();
     assert_eq!(
         (w.algorithm(), w.key_id()),
         (Algorithm::Pkcs11Aes256Gcm, "key-b")
     );
-    let a = vol.detach().into_device();
+    let a = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
 
     // Another volume's header carrying this volume's wrapped key: the
     // context (volume id) no longer matches and the token refuses it.
     let b = Volume::create(device(), &mut kms, "hypervisor", "key-b", params(2))
         .unwrap()
         .detach()
+        .map_err(|(_, e)| e)
+        .unwrap()
         .into_device();
-    let ha = Header::parse(&a.bytes[..SLOT_SIZE]).unwrap();
-    let mut forged = Header::parse(&b.bytes[..SLOT_SIZE]).unwrap();
+    let (a_bytes, b_bytes) = (a.bytes(), b.bytes());
+    let ha = Header::parse(&a_bytes[..SLOT_SIZE]).unwrap();
+    let mut forged = Header::parse(&b_bytes[..SLOT_SIZE]).unwrap();
     forged.blob = ha.blob;
     let mut dev = b.clone();
     splice(&mut dev, &forged);
@@ -812,11 +813,11 @@ fn rotation_keeps_old_blobs_and_wraps_new_ones_under_the_newest_version() {
     let sn1 = kms
         .encrypt(hv, "key-r", &ctx, b"secret one", &mut s1)
         .unwrap();
-    let mut vol = Volume::create(device(), &mut kms, hv, "key-r", params(9)).unwrap();
+    let vol = Volume::create(device(), &mut kms, hv, "key-r", params(9)).unwrap();
     let data = guest_data(2);
     let mut scratch = vec![0u8; 4096];
     vol.write_sectors(0, &data, &mut scratch).unwrap();
-    let raw = vol.detach().into_device();
+    let raw = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
 
     assert_eq!(kms.rotate_key("key-r").unwrap(), 2);
     assert_eq!(kms.newest_version("key-r").unwrap(), 2);
@@ -836,15 +837,16 @@ fn rotation_keeps_old_blobs_and_wraps_new_ones_under_the_newest_version() {
     let mut out = [0u8; 16];
     let m = kms.decrypt(hv, &s1[..sn1], &ctx, &mut out).unwrap();
     assert_eq!(&out[..m], b"secret one");
-    let mut vol = Volume::open(raw).unwrap().attach(&mut kms, hv).unwrap();
-    assert_eq!(read_back(&mut vol, 0, data.len()), data);
+    let vol = Volume::open(raw).unwrap().attach(&mut kms, hv).unwrap();
+    assert_eq!(read_back(&vol, 0, data.len()), data);
     // Rewrapping onto the same key moves the volume to the newest version.
     vol.rewrap(&mut kms, hv, "key-r").unwrap();
-    let w = WrappedKey::parse(vol.header().blob).unwrap();
+    let hdr = vol.header();
+    let w = WrappedKey::parse(hdr.view().blob).unwrap();
     assert_eq!((w.key_id(), w.backing_version()), ("key-r", 2));
-    let raw = vol.detach().into_device();
-    let mut vol = Volume::open(raw).unwrap().attach(&mut kms, hv).unwrap();
-    assert_eq!(read_back(&mut vol, 0, data.len()), data);
+    let raw = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
+    let vol = Volume::open(raw).unwrap().attach(&mut kms, hv).unwrap();
+    assert_eq!(read_back(&vol, 0, data.len()), data);
     // A re-encrypt may also change the context.
     let ctx2 = Context::new(&[("volume", "vol-r2")]).unwrap();
     let mut b3 = [0u8; MAX_BLOB];

@@ -39,31 +39,33 @@ pub fn volume_lifecycle<K: Kms>(
 ) -> (String, String) {
     let data = guest_data();
     let mut scratch = vec![0u8; 2 * 4096];
-    let mut vol = Volume::create(device(), kms, principal, key_a, params(id_base)).unwrap();
+    let vol = Volume::create(device(), kms, principal, key_a, params(id_base)).unwrap();
     vol.write_sectors(3, &data, &mut scratch).unwrap();
-    let raw = vol.detach().into_device();
+    let raw = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
     assert!(
-        !raw.bytes.windows(10).any(|w| w == b"guest data"),
+        !raw.bytes().windows(10).any(|w| w == b"guest data"),
         "plaintext on disk"
     );
-    let h = Header::parse(&raw.bytes[..SLOT_SIZE]).unwrap();
+    let raw_bytes = raw.bytes();
+    let h = Header::parse(&raw_bytes[..SLOT_SIZE]).unwrap();
     let w = WrappedKey::parse(h.blob).unwrap();
     assert_eq!(w.algorithm(), alg);
     let first_key = w.key_id().to_string();
 
-    let mut vol = Volume::open(raw).unwrap().attach(kms, principal).unwrap();
+    let vol = Volume::open(raw).unwrap().attach(kms, principal).unwrap();
     let mut back = vec![0u8; data.len()];
     vol.read_sectors(3, &mut back).unwrap();
     assert_eq!(back, data);
 
     vol.rewrap(kms, principal, key_b).unwrap();
-    let raw = vol.detach().into_device();
-    let h = Header::parse(&raw.bytes[..SLOT_SIZE]).unwrap();
+    let raw = vol.detach().map_err(|(_, e)| e).unwrap().into_device();
+    let raw_bytes = raw.bytes();
+    let h = Header::parse(&raw_bytes[..SLOT_SIZE]).unwrap();
     let w = WrappedKey::parse(h.blob).unwrap();
     assert_eq!(w.algorithm(), alg);
     let second_key = w.key_id().to_string();
     assert_ne!(first_key, second_key);
-    let mut vol = Volume::open(raw.clone())
+    let vol = Volume::open(raw.clone())
         .unwrap()
         .attach(kms, principal)
         .unwrap();
@@ -77,15 +79,18 @@ pub fn volume_lifecycle<K: Kms>(
     let other = Volume::create(device(), kms, principal, key_a, params(id_base + 1))
         .unwrap()
         .detach()
+        .map_err(|(_, e)| e)
+        .unwrap()
         .into_device();
-    let mine = Header::parse(&raw.bytes[..SLOT_SIZE]).unwrap();
-    let mut forged = Header::parse(&other.bytes[..SLOT_SIZE]).unwrap();
+    let other_bytes = other.bytes();
+    let mine = Header::parse(&raw_bytes[..SLOT_SIZE]).unwrap();
+    let mut forged = Header::parse(&other_bytes[..SLOT_SIZE]).unwrap();
     forged.blob = mine.blob;
     let mut slot = [0u8; SLOT_SIZE];
     forged.encode(&mut slot).unwrap();
     let mut dev = other.clone();
-    dev.bytes[..SLOT_SIZE].copy_from_slice(&slot);
-    dev.bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[..SLOT_SIZE].copy_from_slice(&slot);
+    dev.state().bytes[SLOT_SIZE..2 * SLOT_SIZE].copy_from_slice(&slot);
     let (_, e) = Volume::open(dev)
         .unwrap()
         .attach(kms, principal)
