@@ -32,7 +32,7 @@ fn volume(c: &mut Criterion) {
         volume_id: [7; 16],
     };
     let dev = FileDevice::create(&dir.join("enc.img"), DEFAULT_DATA_OFFSET + SIZE).unwrap();
-    let mut vol = Volume::create(dev, &mut kms, "op", "k", params).unwrap();
+    let vol = Volume::create(dev, &mut kms, "op", "k", params).unwrap();
     let plain = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -58,7 +58,7 @@ fn volume(c: &mut Criterion) {
     });
     let mut j = 0u64;
     g.bench_function(
-        BenchmarkId::new(format!("envol-{}", vol.backend()), CHUNK),
+        BenchmarkId::new(format!("envol-{}", vol.backend().map_or("detached", |b| b.name())), CHUNK),
         |b| {
             b.iter(|| {
                 let first = (j % chunks) * sectors_per_chunk;
