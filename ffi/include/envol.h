@@ -510,7 +510,8 @@ typedef struct envol_lease_info {
 // `AWS_SESSION_TOKEN`, `AWS_PROFILE`, `~/.aws/credentials`,
 // `~/.aws/config`); without an endpoint, `https://kms.<region>.amazonaws.com`.
 typedef struct envol_aws_config {
-  // Endpoint URL, e.g. `http://127.0.0.1:5000` for a compatible service.
+  // Endpoint URL, e.g. `https://kms.eu-west-1.amazonaws.com`, or
+  // `http://127.0.0.1:5000` for a compatible service on loopback.
   const char *endpoint;
   // Region signed into requests.
   const char *region;
@@ -1647,8 +1648,11 @@ enum envol_status envol_envelope_open(const uint8_t master_key[32],
 
 // Connects to AWS KMS (or a compatible endpoint) with `cfg` (NULL: all
 // from the environment) and stores the handle in `*out`. Nothing is sent
-// until the first call. Missing region or credentials, or an endpoint that
-// is not an http(s) URL, is `ENVOL_ERR_INVALID_ARGUMENT`.
+// until the first call. Missing region or credentials, an endpoint that
+// is not an http(s) URL, or an `http://` endpoint that is not this
+// machine's loopback (the signed requests and the plaintext data keys would
+// cross the network in clear; `ENVOL_AWS_INSECURE_CLEARTEXT_HTTP=1` in the
+// environment allows it, with a warning) is `ENVOL_ERR_INVALID_ARGUMENT`.
 //
 // Every call has the configured timeout; throttling, 5xx answers and
 // transport errors are retried with jittered exponential backoff within the

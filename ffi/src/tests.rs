@@ -1221,6 +1221,7 @@ fn remote_kms_example_runs_on_moto_and_softhsm() {
             timeout: std::time::Duration::from_secs(5),
             connect_timeout: std::time::Duration::from_secs(2),
             retry: envol_kms::aws::RetryPolicy::default(),
+            insecure_cleartext_http: false,
         })
         .unwrap();
         let mut key = || {

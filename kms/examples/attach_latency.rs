@@ -149,6 +149,7 @@ fn main() {
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
         retry: RetryPolicy::default(),
+        insecure_cleartext_http: false,
     })
     .expect("aws config");
     let key = aws

@@ -102,6 +102,12 @@ pub struct AwsConfig {
     pub connect_timeout: Duration,
     /// Retry policy for throttling and transient failures.
     pub retry: RetryPolicy,
+    /// Allow an `http://` endpoint on a host other than this machine's
+    /// loopback. Off by default: the signed request, the session token and
+    /// the plaintext data keys in answers would cross the network in clear.
+    /// `ENVOL_AWS_INSECURE_CLEARTEXT_HTTP=1` sets it from the environment;
+    /// each client made with it logs a warning.
+    pub insecure_cleartext_http: bool,
 }
 
 /// Why a configuration could not be assembled.
@@ -114,6 +120,9 @@ pub enum ConfigError {
     NoCredentials,
     /// The endpoint is not an `http://` or `https://` URL with a host.
     BadEndpoint(String),
+    /// The endpoint is `http://` to a host that is not this machine's
+    /// loopback, and cleartext was not allowed explicitly.
+    CleartextEndpoint(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -127,6 +136,12 @@ impl fmt::Display for ConfigError {
                  or aws_access_key_id/aws_secret_access_key in the profile",
             ),
             ConfigError::BadEndpoint(e) => write!(f, "bad KMS endpoint URL {e:?}"),
+            ConfigError::CleartextEndpoint(e) => write!(
+                f,
+                "refusing cleartext KMS endpoint {e:?}: requests, session tokens and data keys \
+                 would cross the network unencrypted; use https:// (http:// is allowed only to \
+                 localhost/127.0.0.0/8/[::1], or with ENVOL_AWS_INSECURE_CLEARTEXT_HTTP=1)"
+            ),
         }
     }
 }
@@ -141,8 +156,10 @@ impl AwsConfig {
     /// `AWS_PROFILE` (default `default`) of the shared files
     /// (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`;
     /// `AWS_CONFIG_FILE`, default `~/.aws/config`). Without an endpoint,
-    /// `https://kms.<region>.amazonaws.com`. Every field can be overridden
-    /// afterwards.
+    /// `https://kms.<region>.amazonaws.com`. An `http://` endpoint is
+    /// refused ([`ConfigError::CleartextEndpoint`]) unless it is this
+    /// machine's loopback or `ENVOL_AWS_INSECURE_CLEARTEXT_HTTP=1`. Every
+    /// field can be overridden afterwards.
     pub fn from_env() -> Result<AwsConfig, ConfigError> {
         Self::from_env_with(&|_| None)
     }
@@ -199,7 +216,9 @@ impl AwsConfig {
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| lookup(&conf_section, "endpoint_url").map(String::from))
             .unwrap_or_else(|| format!("https://kms.{region}.amazonaws.com"));
-        split_endpoint(&endpoint)?;
+        let insecure_cleartext_http =
+            env("ENVOL_AWS_INSECURE_CLEARTEXT_HTTP").as_deref() == Some("1");
+        split_endpoint(&endpoint, insecure_cleartext_http)?;
         Ok(AwsConfig {
             endpoint,
             region,
@@ -211,6 +230,7 @@ impl AwsConfig {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             retry: RetryPolicy::default(),
+            insecure_cleartext_http,
         })
     }
 }
@@ -253,19 +273,40 @@ fn lookup<'a>(section: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 /// `scheme://authority[/...]` → the URL to post to and the authority.
-fn split_endpoint(endpoint: &str) -> Result<(String, String), ConfigError> {
+/// `http://` is refused unless the host is this machine's loopback or
+/// `insecure` says cleartext is wanted.
+fn split_endpoint(endpoint: &str, insecure: bool) -> Result<(String, String), ConfigError> {
     let bad = || ConfigError::BadEndpoint(endpoint.into());
-    let rest = endpoint
-        .strip_prefix("https://")
-        .or_else(|| endpoint.strip_prefix("http://"))
-        .ok_or_else(bad)?;
+    let (rest, tls) = match endpoint.strip_prefix("https://") {
+        Some(r) => (r, true),
+        None => (endpoint.strip_prefix("http://").ok_or_else(bad)?, false),
+    };
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
         return Err(bad());
     }
+    if !tls && !insecure && !is_loopback(authority) {
+        return Err(ConfigError::CleartextEndpoint(endpoint.into()));
+    }
     let scheme_len = endpoint.len() - rest.len();
     let url = format!("{}{}/", &endpoint[..scheme_len], authority);
     Ok((url, authority.to_string()))
+}
+
+/// Whether an authority (`host[:port]`) names this machine's loopback:
+/// `localhost`, an address in 127.0.0.0/8, or `[::1]`.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) if rest.is_empty() || rest.starts_with(':') => h,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What the service said when a call failed (no secret is ever in it).
@@ -353,7 +394,14 @@ impl fmt::Debug for AwsKms {
 impl AwsKms {
     /// A client for `cfg`. Nothing is sent until the first call.
     pub fn new(cfg: AwsConfig) -> Result<AwsKms, ConfigError> {
-        let (url, authority) = split_endpoint(&cfg.endpoint)?;
+        let (url, authority) = split_endpoint(&cfg.endpoint, cfg.insecure_cleartext_http)?;
+        if cfg.insecure_cleartext_http && url.starts_with("http://") {
+            log::warn!(
+                "envol AWS KMS at {} in CLEARTEXT: signed requests, session tokens and data keys \
+                 cross the network unencrypted (insecure_cleartext_http is set)",
+                cfg.endpoint
+            );
+        }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.timeout))
@@ -868,11 +916,11 @@ mod tests {
     #[test]
     fn endpoints_split() {
         assert_eq!(
-            split_endpoint("http://127.0.0.1:5000").unwrap(),
+            split_endpoint("http://127.0.0.1:5000", false).unwrap(),
             ("http://127.0.0.1:5000/".into(), "127.0.0.1:5000".into())
         );
         assert_eq!(
-            split_endpoint("https://kms.eu-west-1.amazonaws.com/")
+            split_endpoint("https://kms.eu-west-1.amazonaws.com/", false)
                 .unwrap()
                 .1,
             "kms.eu-west-1.amazonaws.com"
@@ -884,7 +932,7 @@ mod tests {
             "http://u@h/",
             "https:// h",
         ] {
-            assert!(split_endpoint(bad).is_err(), "{bad}");
+            assert!(split_endpoint(bad, true).is_err(), "{bad}");
         }
         assert_eq!(
             short_key_id(
@@ -893,6 +941,59 @@ mod tests {
             "1234abcd-12ab-34cd-56ef-1234567890ab"
         );
         assert_eq!(short_key_id("alias/x"), "alias/x");
+    }
+
+    #[test]
+    fn cleartext_only_to_loopback_or_when_asked() {
+        for ok in [
+            "http://127.0.0.1:5000",
+            "http://127.1.2.3/",
+            "http://localhost:4566",
+            "http://LOCALHOST",
+            "http://[::1]:8080/",
+            "https://10.0.0.1",
+            "https://kms.us-east-1.amazonaws.com",
+        ] {
+            assert!(split_endpoint(ok, false).is_ok(), "{ok}");
+        }
+        for clear in [
+            "http://10.0.0.1",
+            "http://kms.us-east-1.amazonaws.com",
+            "http://127.0.0.1.evil.example:80",
+            "http://localhost.evil.example",
+            "http://[::2]:80",
+            "http://[::1]x",
+            "http://0.0.0.0:5000",
+        ] {
+            match split_endpoint(clear, false) {
+                Err(ConfigError::CleartextEndpoint(e)) => assert_eq!(e, clear),
+                other => panic!("{clear}: {other:?}"),
+            }
+            assert!(
+                split_endpoint(clear, true).is_ok() || clear == "http://[::1]x",
+                "{clear} with the opt-in"
+            );
+        }
+        let lookup = |name: &str| match name {
+            "AWS_REGION" => Some("us-east-1".to_string()),
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            "ENVOL_KMS_ENDPOINT" | "AWS_ENDPOINT_URL_KMS" | "AWS_ENDPOINT_URL" => {
+                Some("http://192.0.2.7:4566".to_string())
+            }
+            _ => None,
+        };
+        assert!(matches!(
+            AwsConfig::from_env_with(&lookup),
+            Err(ConfigError::CleartextEndpoint(_))
+        ));
+        let opted = |name: &str| match name {
+            "ENVOL_AWS_INSECURE_CLEARTEXT_HTTP" => Some("1".to_string()),
+            other => lookup(other),
+        };
+        let cfg = AwsConfig::from_env_with(&opted).expect("opt-in");
+        assert!(cfg.insecure_cleartext_http);
+        assert!(AwsKms::new(cfg).is_ok());
     }
 
     #[test]

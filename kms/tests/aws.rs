@@ -38,6 +38,7 @@ fn config(endpoint: &str) -> AwsConfig {
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
         retry: RetryPolicy::default(),
+        insecure_cleartext_http: false,
     }
 }
 
