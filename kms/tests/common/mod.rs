@@ -98,9 +98,3 @@ pub fn volume_lifecycle<K: Kms>(
     assert_eq!(e, VolumeError::Kms(KmsError::InvalidCiphertext));
     (first_key, second_key)
 }
-
-/// True when the service's tests must run (CI), false when a missing
-/// service may be skipped with a note on a developer's machine.
-pub fn required() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
