@@ -275,6 +275,19 @@ typedef enum envol_cipher {
   ENVOL_CIPHER_AES_XTS_128 = 2,
 } envol_cipher;
 
+// The state of a volume's lease, as `envol_volume_maintain` reports it.
+typedef enum envol_lease_state {
+  // The volume has no lease.
+  ENVOL_LEASE_OFF = 0,
+  // Not due for renewal.
+  ENVOL_LEASE_VALID = 1,
+  // Renewed just now.
+  ENVOL_LEASE_RENEWED = 2,
+  // The key service could not be reached; the key is kept until
+  // `deadline`.
+  ENVOL_LEASE_UNREACHABLE = 3,
+} envol_lease_state;
+
 // The reference key service (`LocalKms`) as an opaque handle: master
 // keys made inside with the OS's randomness and never handed out, a
 // service policy for creating keys, key policies, grants, rotation,

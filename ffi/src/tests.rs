@@ -75,7 +75,7 @@ fn run(cmd: &mut Command, what: &str) -> Output {
 }
 
 /// The C test programs in `ffi/tests/`, by file stem.
-const C_TESTS: [&str; 3] = ["xts_test", "kms_test", "volume_test"];
+const C_TESTS: [&str; 4] = ["xts_test", "kms_test", "volume_test", "thread_test"];
 
 /// The strict flags every C program and the header are compiled with.
 const C_FLAGS: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];

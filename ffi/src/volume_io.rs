@@ -319,14 +319,16 @@ pub unsafe extern "C" fn envol_volume_maintain(
         // SAFETY: the contract given with the table at create/open.
         let mut service = unsafe { CallbackKms::new(table) };
         // SAFETY: entered attached.
-        let status = try_status!(unsafe { attached(slot, &pass) }.maintain(&mut service));
+        let vol = unsafe { attached(slot, &pass) };
+        let status = try_status!(vol.maintain(&mut service));
+        let deadline = vol.lease_deadline().unwrap_or(0);
         let (state, expires_at, deadline) = match status {
             LeaseStatus::Off => (envol_lease_state::ENVOL_LEASE_OFF, 0, 0),
             LeaseStatus::Valid { expires_at } => {
-                (envol_lease_state::ENVOL_LEASE_VALID, expires_at, 0)
+                (envol_lease_state::ENVOL_LEASE_VALID, expires_at, deadline)
             }
             LeaseStatus::Renewed { expires_at } => {
-                (envol_lease_state::ENVOL_LEASE_RENEWED, expires_at, 0)
+                (envol_lease_state::ENVOL_LEASE_RENEWED, expires_at, deadline)
             }
             LeaseStatus::Unreachable {
                 expires_at,

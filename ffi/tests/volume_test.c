@@ -1057,9 +1057,6 @@ static size_t key_blocks_in(const envol_volume *vol, size_t *blocks)
  * wiped: static, so never on the stack the scan reads. */
 static uint8_t g_sched[sizeof(envol_xts)];
 static size_t g_sched_len;
-/* What the stack scan read, copied out of its frame. */
-#define STACK_SCAN_BYTES (60 * 1024)
-static uint8_t g_scan[STACK_SCAN_BYTES];
 
 static void keep_key_blocks(void)
 {
@@ -1074,6 +1071,10 @@ static void keep_key_blocks(void)
 }
 
 #if !defined(__SANITIZE_ADDRESS__)
+/* What the stack scan read, copied out of its frame. */
+#define STACK_SCAN_BYTES (60 * 1024)
+static uint8_t g_scan[STACK_SCAN_BYTES];
+
 /* Copies the stack below the caller's frame (where the library's frames
  * were during the caller's calls) into g_scan. The area is deliberately
  * read uninitialised: what earlier calls left there is the point. */

@@ -274,6 +274,12 @@ impl<D: BlockDevice, C: Clock> AttachedVolume<D, C> {
         self.lease.on().then(|| self.lease.expires_at())
     }
 
+    /// When the key is wiped unless renewed first (the lease's end plus
+    /// the grace period), if there is a lease.
+    pub fn lease_deadline(&self) -> Option<u64> {
+        self.lease.on().then(|| self.lease.deadline())
+    }
+
     /// The keys, for a caller inside the gate.
     fn keys<'p>(&'p self, _pass: &'p Pass<'_>) -> Result<&'p Keys, VolumeError> {
         // SAFETY: a pass that entered in state LIVE exists for 'p; the keys
