@@ -8,6 +8,7 @@ fn services() {
     println!("cargo::rustc-check-cfg=cfg(envol_no_moto)");
     println!("cargo::rustc-check-cfg=cfg(envol_no_moto_endpoint)");
     println!("cargo::rustc-check-cfg=cfg(envol_no_softhsm)");
+    println!("cargo::rustc-check-cfg=cfg(envol_no_nbd_tools)");
     for v in [
         "CI",
         "ENVOL_REQUIRE_SERVICES",
@@ -37,5 +38,14 @@ fn services() {
         .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into());
     if !std::path::Path::new(&module).is_file() {
         println!("cargo::rustc-cfg=envol_no_softhsm");
+    }
+    // The nbdkit plugin's tests: the server, its headers, the clients and
+    // an independent AES-XTS (Python's `cryptography`).
+    let header = std::path::Path::new("/usr/include/nbdkit-plugin.h").is_file();
+    let tools = ["nbdkit", "nbdcopy", "qemu-img", "qemu-io", "python3"]
+        .iter()
+        .all(|t| on_path(t));
+    if !(header && tools) {
+        println!("cargo::rustc-cfg=envol_no_nbd_tools");
     }
 }
