@@ -21,7 +21,7 @@ static int g_failed;
 static char g_where[200] = "start-up";
 
 /* Sets the context shown with any failure that follows. */
-static void where(const char *fmt, ...)
+static inline void where(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -29,7 +29,7 @@ static void where(const char *fmt, ...)
     va_end(ap);
 }
 
-static void check_(int ok, const char *expr, const char *file, int line)
+static inline void check_(int ok, const char *expr, const char *file, int line)
 {
     if (ok) {
         g_passed++;
@@ -41,7 +41,7 @@ static void check_(int ok, const char *expr, const char *file, int line)
     }
 }
 
-static void check_status_(envol_status got, envol_status want, const char *expr,
+static inline void check_status_(envol_status got, envol_status want, const char *expr,
                           const char *file, int line)
 {
     if (got == want) {
@@ -66,7 +66,7 @@ static void check_status_(envol_status got, envol_status want, const char *expr,
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Runs one group of checks and prints how many it made and failed. */
-static void run(const char *name, void (*group)(void))
+static inline void run(const char *name, void (*group)(void))
 {
     int before = g_passed + g_failed;
     int failed_before = g_failed;
@@ -76,7 +76,7 @@ static void run(const char *name, void (*group)(void))
 }
 
 /* Prints the summary line; the program's exit status. */
-static int check_summary(void)
+static inline int check_summary(void)
 {
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;

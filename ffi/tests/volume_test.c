@@ -43,60 +43,8 @@
 
 #include "envol.h"
 
-/* Failures printed in full; later ones are only counted. */
-#define MAX_REPORTED 100
+#include "check.h"
 
-/* ------------------------------------------------------------------------ */
-/* Check bookkeeping                                                         */
-
-static int g_passed;
-static int g_failed;
-static char g_where[200] = "start-up";
-
-/* Sets the context shown with any failure that follows. */
-static void where(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_where, sizeof g_where, fmt, ap);
-    va_end(ap);
-}
-
-static void check_(int ok, const char *expr, const char *file, int line)
-{
-    if (ok) {
-        g_passed++;
-        return;
-    }
-    g_failed++;
-    if (g_failed <= MAX_REPORTED) {
-        fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", file, line, g_where, expr);
-    }
-}
-
-static void check_status_(envol_status got, envol_status want, const char *expr,
-                          const char *file, int line)
-{
-    if (got == want) {
-        g_passed++;
-        return;
-    }
-    g_failed++;
-    if (g_failed <= MAX_REPORTED) {
-        fprintf(stderr, "%s:%d: [%s] %s gave %s (%d), expected %s (%d)\n", file, line,
-                g_where, expr, envol_status_name(got), (int)got, envol_status_name(want),
-                (int)want);
-    }
-}
-
-/* Records a check; on failure prints file, line and context, and goes on. */
-#define CHECK(cond) check_((cond) ? 1 : 0, #cond, __FILE__, __LINE__)
-/* Checks that a call returns the expected status. */
-#define CHECK_STATUS(call, want) check_status_((call), (want), #call, __FILE__, __LINE__)
-/* Checks that a call refuses a NULL pointer. */
-#define CHECK_NULL(call) CHECK_STATUS(call, ENVOL_ERR_NULL_POINTER)
-
-#define N(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------------ */
 /* SHA-256 (FIPS 180-4), to fix up header checksums after editing a field    */
@@ -1971,15 +1919,6 @@ static void test_bad_key_service(void)
     CHECK(fake.calls == 7);
 }
 
-static void run(const char *name, void (*group)(void))
-{
-    int before = g_passed + g_failed;
-    int failed_before = g_failed;
-    group();
-    printf("%-18s: %d checks, %d failed\n", name, g_passed + g_failed - before,
-           g_failed - failed_before);
-}
-
 int main(void)
 {
     printf("envol %s, auto backend: %s\n", envol_version(),
@@ -2015,6 +1954,5 @@ int main(void)
     envol_volume_close(&g_vol2);
     envol_local_kms_free(g_kms);
 
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -37,56 +37,7 @@
 /* Random sector runs: up to 8 sectors of up to 8192 bytes, or up to 40
  * sectors of up to 128 bytes (crossing the library's 16-tweak batches). */
 #define RUN_LEN (8 * 8192 + 64)
-/* Failures printed in full; later ones are only counted. */
-#define MAX_REPORTED 100
-
-/* ------------------------------------------------------------------------ */
-/* Check bookkeeping                                                         */
-
-static int g_passed;
-static int g_failed;
-static char g_where[200] = "start-up";
-
-/* Sets the context shown with any failure that follows. */
-static void where(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_where, sizeof g_where, fmt, ap);
-    va_end(ap);
-}
-
-static void check_(int ok, const char *expr, const char *file, int line)
-{
-    if (ok) {
-        g_passed++;
-        return;
-    }
-    g_failed++;
-    if (g_failed <= MAX_REPORTED) {
-        fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", file, line, g_where, expr);
-    }
-}
-
-static void check_status_(envol_status got, envol_status want, const char *expr,
-                          const char *file, int line)
-{
-    if (got == want) {
-        g_passed++;
-        return;
-    }
-    g_failed++;
-    if (g_failed <= MAX_REPORTED) {
-        fprintf(stderr, "%s:%d: [%s] %s gave %s (%d), expected %s (%d)\n", file, line,
-                g_where, expr, envol_status_name(got), (int)got, envol_status_name(want),
-                (int)want);
-    }
-}
-
-/* Records a check; on failure prints file, line and context, and goes on. */
-#define CHECK(cond) check_((cond) ? 1 : 0, #cond, __FILE__, __LINE__)
-/* Checks that a call returns the expected status. */
-#define CHECK_STATUS(call, want) check_status_((call), (want), #call, __FILE__, __LINE__)
+#include "check.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -1382,6 +1333,5 @@ int main(void)
     free(g_run_got);
     free(g_run_tmp);
 
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }
