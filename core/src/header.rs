@@ -125,6 +125,24 @@ pub enum HeaderError {
     WrongVolume,
 }
 
+impl HeaderError {
+    /// The C ABI's name for this error (`envol.h`).
+    pub fn status_name(self) -> &'static str {
+        match self {
+            HeaderError::BadMagic => "ENVOL_ERR_HEADER_BAD_MAGIC",
+            HeaderError::UnsupportedVersion(_) => "ENVOL_ERR_HEADER_VERSION",
+            HeaderError::UnknownFlags(_) => "ENVOL_ERR_HEADER_FLAGS",
+            HeaderError::Corrupt => "ENVOL_ERR_HEADER_CORRUPT",
+            HeaderError::BothCorrupt => "ENVOL_ERR_HEADER_BOTH_CORRUPT",
+            HeaderError::Malformed("volume id") => "ENVOL_ERR_VOLUME_PARAMS",
+            HeaderError::Malformed(_) => "ENVOL_ERR_HEADER_MALFORMED",
+            HeaderError::Tampered => "ENVOL_ERR_HEADER_TAMPERED",
+            HeaderError::BufferTooSmall => "ENVOL_ERR_BUFFER_TOO_SMALL",
+            HeaderError::WrongVolume => "ENVOL_ERR_WRONG_VOLUME",
+        }
+    }
+}
+
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

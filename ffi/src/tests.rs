@@ -797,6 +797,61 @@ mod volume_abi {
         HeaderError::BufferTooSmall,
     ];
 
+    /// The library's own status names (what the command line prints) are
+    /// the C ABI's, for every error.
+    #[test]
+    fn rust_status_names_are_the_c_names() {
+        let c_name = |s: envol_status| {
+            // SAFETY: a static NUL-terminated string.
+            unsafe { std::ffi::CStr::from_ptr(crate::envol_status_name(s.into())) }
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let mut volume = vec![
+            VolumeError::Io(IoError(5)),
+            VolumeError::OutOfRange,
+            VolumeError::Retired,
+            VolumeError::KeyMismatch,
+            VolumeError::Exists,
+            VolumeError::LeaseExpired,
+            VolumeError::Header(HeaderError::Malformed("volume id")),
+            VolumeError::Header(HeaderError::WrongVolume),
+        ];
+        volume.extend(HEADER_ERRORS.map(VolumeError::Header));
+        volume.extend(
+            [
+                XtsError::KeyLength,
+                XtsError::WeakKey,
+                XtsError::SectorSize,
+                XtsError::Length,
+                XtsError::SectorOverflow,
+                XtsError::BackendUnavailable,
+            ]
+            .map(VolumeError::Xts),
+        );
+        volume.extend(
+            [
+                KmsError::AccessDenied,
+                KmsError::NotFound,
+                KmsError::Disabled,
+                KmsError::PendingDeletion,
+                KmsError::InvalidCiphertext,
+                KmsError::InvalidArgument,
+                KmsError::BufferTooSmall,
+                KmsError::Unavailable,
+                KmsError::AuditFailed,
+                KmsError::KeyInUse,
+                KmsError::LimitExceeded,
+                KmsError::VolumeRetired,
+            ]
+            .map(VolumeError::Kms),
+        );
+        for e in volume {
+            assert_eq!(e.status_name(), c_name(envol_status::from(e)), "{e:?}");
+        }
+    }
+
     #[test]
     fn header_and_volume_errors_map_to_their_own_statuses() {
         let mut seen = std::collections::BTreeSet::new();

@@ -76,6 +76,23 @@ pub enum VolumeError {
     LeaseExpired,
 }
 
+impl VolumeError {
+    /// The C ABI's name for this error (`envol.h`).
+    pub fn status_name(self) -> &'static str {
+        match self {
+            VolumeError::Io(_) => "ENVOL_ERR_IO",
+            VolumeError::Header(h) => h.status_name(),
+            VolumeError::Kms(k) => k.status_name(),
+            VolumeError::Xts(x) => x.status_name(),
+            VolumeError::OutOfRange => "ENVOL_ERR_OUT_OF_RANGE",
+            VolumeError::Retired => "ENVOL_ERR_VOLUME_RETIRED",
+            VolumeError::KeyMismatch => "ENVOL_ERR_KEY_MISMATCH",
+            VolumeError::Exists => "ENVOL_ERR_VOLUME_EXISTS",
+            VolumeError::LeaseExpired => "ENVOL_ERR_LEASE_EXPIRED",
+        }
+    }
+}
+
 impl fmt::Display for VolumeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -57,6 +57,21 @@ pub enum Error {
     BackendUnavailable,
 }
 
+impl Error {
+    /// The C ABI's name for this error (`envol.h`), so the library, the C
+    /// ABI and the command line spell an outcome the same way.
+    pub fn status_name(self) -> &'static str {
+        match self {
+            Error::KeyLength => "ENVOL_ERR_KEY_LENGTH",
+            Error::WeakKey => "ENVOL_ERR_WEAK_KEY",
+            Error::SectorSize => "ENVOL_ERR_SECTOR_SIZE",
+            Error::Length => "ENVOL_ERR_LENGTH",
+            Error::SectorOverflow => "ENVOL_ERR_SECTOR_OVERFLOW",
+            Error::BackendUnavailable => "ENVOL_ERR_BACKEND_UNAVAILABLE",
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
