@@ -667,3 +667,60 @@ fn version_1_store_opens_without_its_escalated_grants() {
     assert_eq!(kms.audit_log()[0].seq, 5);
     assert_eq!(kms.audit_log()[0].prev_hash, [7u8; 32]);
 }
+
+/// A crash between the audit sink's write and the store's: the events the
+/// sink kept past the sealed position are taken back into the chain when
+/// the old store is reopened, so the trail stays one verifiable chain;
+/// events that do not follow on are refused and change nothing.
+#[test]
+fn chain_resumes_after_events_the_store_never_saw() {
+    let (mut kms, _) = with_key(12);
+    let sink = Switch::default();
+    kms.set_audit_sink(Box::new(sink.clone()));
+    kms.describe_key("admin", "disk-key").unwrap();
+    let root = [0x5au8; 32];
+    let sealed = kms.seal(&root).unwrap();
+    // Events after the seal: the "crashed" command's.
+    kms.disable_key("admin", "disk-key").unwrap();
+    kms.enable_key("admin", "disk-key").unwrap();
+    let trail: Vec<AuditEvent> = sink.got.lock().unwrap().clone();
+    let t = Arc::new(std::sync::atomic::AtomicU64::new(1_700_000_000));
+    let open = || {
+        LocalKms::unseal(
+            &root,
+            &sealed,
+            Box::new(SeededRng(13)),
+            Box::new(FakeClock(t.clone())),
+            None,
+        )
+        .unwrap()
+    };
+
+    // Tampered leftovers are refused; the chain stays where it was sealed.
+    let mut back = open();
+    let sealed_next = back.audit_next_seq();
+    let mut forged = trail.clone();
+    let last = forged.len() - 1;
+    forged[last].principal = "mallory".into();
+    assert!(matches!(
+        back.resume_audit(&forged),
+        Err(ChainError::Hash { .. })
+    ));
+    assert_eq!(back.audit_next_seq(), sealed_next);
+    // A gap is refused too.
+    assert!(back.resume_audit(&trail[trail.len() - 1..]).is_err());
+    assert_eq!(back.audit_next_seq(), sealed_next);
+
+    // The real leftovers are taken; new events continue the one chain.
+    let taken = back.resume_audit(&trail).unwrap();
+    assert_eq!(taken, 2);
+    let sink2 = Switch::default();
+    back.set_audit_sink(Box::new(sink2.clone()));
+    back.describe_key("admin", "disk-key").unwrap();
+    let mut all = trail.clone();
+    all.extend(sink2.got.lock().unwrap().iter().cloned());
+    let first = all.first().unwrap().seq;
+    back.verify_audit(&all, first == 0, None)
+        .expect("one chain across the crash");
+    assert_eq!(back.audit_next_seq(), all.last().unwrap().seq + 1);
+}

@@ -322,6 +322,45 @@ impl LocalKms {
         }
     }
 
+    /// Continues the chain after events its sink stored beyond the sealed
+    /// position — what a crash between the sink's write and the store's
+    /// leaves. Events before the sealed position are ignored; the rest must
+    /// follow on from it (next sequence number, linked to the sealed last
+    /// hash) and verify under the service's audit key, or nothing changes.
+    /// Returns how many were taken.
+    pub fn resume_audit(&mut self, events: &[AuditEvent]) -> Result<usize, ChainError> {
+        let next = self.chain.next_seq;
+        let after: Vec<&AuditEvent> = events.iter().filter(|e| e.seq >= next).collect();
+        let (Some(first), Some(last)) = (after.first(), after.last()) else {
+            return Ok(0);
+        };
+        if first.seq != next {
+            return Err(ChainError::Sequence {
+                index: 0,
+                expected: next,
+            });
+        }
+        if first.prev_hash != self.chain.last_hash {
+            return Err(ChainError::Link { index: 0 });
+        }
+        let key = self
+            .chain
+            .key
+            .as_ref()
+            .ok_or(ChainError::Hash { index: 0 })?;
+        let owned: Vec<AuditEvent> = after.iter().map(|e| (*e).clone()).collect();
+        super::audit::verify_chain(key, &owned, false)?;
+        self.chain.next_seq = last.seq.wrapping_add(1);
+        self.chain.last_hash = last.hash;
+        for e in owned {
+            if self.chain.log.len() >= MAX_LOG_IN_MEMORY {
+                self.chain.log.pop_front();
+            }
+            self.chain.log.push_back(e);
+        }
+        Ok(after.len())
+    }
+
     /// Replaces the external audit sink.
     pub fn set_audit_sink(&mut self, sink: Box<dyn AuditSink + Send>) {
         self.sink = sink;
