@@ -476,8 +476,12 @@ pub fn audit(ctx: &Ctx, c: AuditCmd) -> Result<(), Failure> {
             let human: Vec<String> = shown
                 .iter()
                 .map(|e| {
-                    let ctx: Vec<String> =
-                        e.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    // For people, a volume's context is its id (the JSON
+                    // form has every pair).
+                    let ctx: Vec<String> = match e.context.iter().find(|(k, _)| k == "volume") {
+                        Some((_, v)) => vec![v.clone()],
+                        None => e.context.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                    };
                     format!(
                         "{:>6}  {}  {:<24} {:<28} {:<16} {}",
                         e.seq,

@@ -145,6 +145,12 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A volume id as the encryption context names it: `vol-<32 hex digits>`,
+/// the one spelling everywhere (library, C, nbdkit, this command).
+pub fn vol_id(id: &[u8; 16]) -> String {
+    format!("vol-{}", hex(id))
+}
+
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

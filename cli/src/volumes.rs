@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::Ctx;
-use crate::out::{Failure, bytes, hex};
+use crate::out::{Failure, bytes, vol_id};
 use crate::service::{Service, crash_point};
 
 #[derive(Subcommand)]
@@ -228,7 +228,7 @@ fn params_json(p: &Params) -> serde_json::Value {
                                      CipherSuite::AesXts128Plain64 => "aes-xts-128" },
            "sector_size": p.sector_size, "data_offset": p.data_offset,
            "volume_size": p.volume_size, "sectors": p.sectors(),
-           "volume_id": hex(&p.volume_id)})
+           "volume_id": vol_id(&p.volume_id)})
 }
 
 pub fn run(ctx: &Ctx, c: VolumeCmd) -> Result<(), Failure> {
@@ -256,7 +256,7 @@ pub fn run(ctx: &Ctx, c: VolumeCmd) -> Result<(), Failure> {
             let (backend, id) = with_service(ctx, |svc, p| {
                 let v = attach(&path, svc, p)?;
                 let backend = v.backend().map_or("none", |b| b.name());
-                let id = hex(&v.params().volume_id);
+                let id = vol_id(&v.params().volume_id);
                 detach(v, p)?;
                 Ok((backend, id))
             })?;
@@ -470,7 +470,7 @@ fn create(
             sector_size,
             suite_text(suite),
             params.data_offset,
-            hex(&volume_id),
+            vol_id(&volume_id),
             if fill_zero { "\n  every sector written with zeros" } else { "" }
         ),
         json!({"volume": path, "key_id": key, "params": params_json(&params), "filled": fill_zero}),
@@ -545,7 +545,7 @@ fn inspect(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
                 ));
                 list.push(json!({"slot": name, "ok": true, "sequence": h.sequence,
                     "state": state_text(h.state), "key_id": h.key_id(),
-                    "current": i == current_slot, "volume_id": hex(&h.params.volume_id)}));
+                    "current": i == current_slot, "volume_id": vol_id(&h.params.volume_id)}));
             }
             Err(e) => {
                 human.push_str(&format!(
@@ -565,7 +565,7 @@ fn inspect(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
         p.data_offset,
         bytes(p.volume_size),
         p.sectors(),
-        hex(&p.volume_id)
+        vol_id(&p.volume_id)
     ));
     let mac = match &verified {
         None => {

@@ -296,8 +296,9 @@ static int envol_config(const char *key, const char *value)
     } else if (strcmp(key, "audit-log") == 0) {
         slot = &cfg_audit_log;
     } else if (strcmp(key, "volume-id") == 0) {
-        if (parse_hex((const uint8_t *)value, strlen(value), cfg_volume_id, 16) != 0) {
-            nbdkit_error("volume-id=%s: 32 hex digits expected", value);
+        const char *hex = strncmp(value, "vol-", 4) == 0 ? value + 4 : value;
+        if (parse_hex((const uint8_t *)hex, strlen(hex), cfg_volume_id, 16) != 0) {
+            nbdkit_error("volume-id=%s: vol-<32 hex digits> expected", value);
             return -1;
         }
         cfg_have_volume_id = 1;
@@ -351,7 +352,7 @@ static int envol_config_complete(void)
     "audit-log=<FILE>       kms=local: append audit events (fail-closed)\n"                 \
     "pkcs11-module=<SO> pkcs11-token=<LABEL> pkcs11-pin-file=<FILE>   kms=pkcs11\n"          \
     "                       (kms=aws: the AWS environment and shared files)\n"              \
-    "volume-id=<HEX>        refuse any other volume (32 hex digits)\n"                      \
+    "volume-id=vol-<HEX>    refuse any other volume (as `envol volume inspect` shows it)\n"                      \
     "lease=<SECONDS>        renew the key service's consent this often (0: off)\n"          \
     "lease-grace=<SECONDS>  keep serving this long if the service is unreachable\n"         \
     "cache-ms=<MS>          kms=aws|pkcs11: cache unwrapped keys this long (0: off)"
