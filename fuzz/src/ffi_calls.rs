@@ -537,6 +537,17 @@ pub enum DiskSize {
     Raw(u32),
 }
 
+/// An expected volume id (`const uint8_t volume_id[16]`).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum IdArg {
+    /// The id in header slot A of a disk (zeros if it does not parse).
+    Disk(u8),
+    /// The id of parameters an earlier call used.
+    Pool(u8),
+    Raw([u8; 16]),
+    Null,
+}
+
 /// One C ABI call (or a change to the harness's own fakes).
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
@@ -845,6 +856,98 @@ pub enum Op {
     Misc {
         status: u32,
         backend: u32,
+    },
+    // -- appended: new op numbers go at the end, so old inputs keep theirs.
+    /// `envol_volume_encrypt` / `envol_volume_decrypt` (zero-copy).
+    VolCrypt {
+        vol: VolArg,
+        decrypt: bool,
+        first: SectorArg,
+        len: IoLen,
+        /// `InCtx` puts input, output or both inside the volume struct.
+        layout: Layout,
+        fill: u8,
+    },
+    /// `envol_volume_set_lease` on the harness clock (or the system clock).
+    LeaseSet {
+        vol: VolArg,
+        duration: u16,
+        renew: u16,
+        grace: u16,
+        #[arbitrary(with = rare)]
+        system_clock: bool,
+        #[arbitrary(with = rare)]
+        null: bool,
+    },
+    /// Moves the harness's lease clock forward.
+    LeaseAdvance {
+        secs: u16,
+    },
+    VolMaintain {
+        vol: VolArg,
+        #[arbitrary(with = rare)]
+        info_null: bool,
+        #[arbitrary(with = mis)]
+        misalign: u8,
+    },
+    VolOpenExpect {
+        vol: VolArg,
+        dev: DevArg,
+        kms: KmsArg,
+        id: IdArg,
+    },
+    VolOverwrite {
+        vol: VolArg,
+        dev: DevArg,
+        kms: KmsArg,
+        principal: S,
+        key_id: S,
+        params: ParamsArg,
+    },
+    KmsServicePolicy {
+        kms: LocalArg,
+        principal: S,
+        policy: PolicyArg,
+    },
+    KmsForgetVolume {
+        kms: LocalArg,
+        principal: S,
+        key_id: S,
+        ctx: CtxKv,
+    },
+    KmsAuditHead {
+        kms: LocalArg,
+        out: OutArg,
+        #[arbitrary(with = rare)]
+        len_null: bool,
+    },
+    /// `envol_local_kms_audit_verify_lines` on the last `lines % 64 + 1`
+    /// event lines, `mutate`d (one byte XORed) or not; `head` picks the
+    /// head argument (below 0xe0: the current head).
+    KmsAuditVerifyLines {
+        kms: LocalArg,
+        lines: u8,
+        mutate: Option<(u16, u8)>,
+        head: u8,
+        from_genesis: bool,
+    },
+    /// `envol_local_kms_set_audit_sink`: `mode % 4` = 0 a good sink,
+    /// 1 a failing sink, 2 none (NULL), 3 toggle the installed sink's
+    /// failure flag without a call. `probe`: then make one audited call.
+    KmsAuditSink {
+        kms: LocalArg,
+        mode: u8,
+        probe: bool,
+    },
+    HeaderUnwrapExpect {
+        ctx: CtxArg,
+        kms: KmsArg,
+        principal: S,
+        a: SlotArg,
+        b: SlotArg,
+        id: IdArg,
+        #[arbitrary(with = rare)]
+        slot_null: bool,
     },
 }
 
@@ -1376,7 +1479,9 @@ fn params_value(a: &ParamsArg, pool: &[envol_volume_params]) -> Option<envol_vol
                 sector_size: ss,
                 data_offset,
                 volume_size: n.wrapping_mul(u64::from(ss)),
-                volume_id: [*id; 16],
+                // Byte 0 (the ordinary choice) is a valid, non-zero id; one
+                // value still gives the refused all-zero id.
+                volume_id: [*id ^ 0x5a; 16],
             }
         }
         ParamsArg::Pool(i) => {
@@ -1972,6 +2077,53 @@ struct VolRec {
     dek: Option<Vec<u8>>,
     /// The key the header MAC is under, when known.
     header_dek: Option<Vec<u8>>,
+    /// The lease `envol_volume_set_lease` set (kept across detach/attach).
+    lease: Option<LeaseRec>,
+    /// Attached, but the key was wiped by a lost lease.
+    wiped: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LeaseRec {
+    duration: u64,
+    grace: u64,
+    /// On the harness clock (else the system clock).
+    harness: bool,
+}
+
+/// Where the harness's lease clock starts.
+const CLOCK_START: u64 = 1_000_000;
+
+unsafe extern "C" fn lease_now(user: *mut c_void) -> u64 {
+    // SAFETY: `user` is the harness's clock, alive while any volume is,
+    // changed only between calls.
+    unsafe { *user.cast::<u64>() }
+}
+
+/// A harness audit sink: keeps the lines it gets, or fails when told to.
+struct Sink {
+    installed: bool,
+    fail: bool,
+    lines: Vec<Vec<u8>>,
+}
+
+unsafe extern "C" fn audit_sink(user: *mut c_void, line: *const c_char, len: usize) -> c_int {
+    // SAFETY: `user` is a live `Sink` reached only through this pointer
+    // while a call runs; `line` is valid for `len + 1` reads (the contract).
+    unsafe {
+        let s = &mut *user.cast::<Sink>();
+        if s.fail {
+            return 5;
+        }
+        let l = std::slice::from_raw_parts(line.cast::<u8>(), len + 1);
+        assert_eq!(l[len], 0, "sink line not NUL-terminated");
+        assert!(!l[..len].contains(&0) && !l[..len].contains(&b'\n'));
+        if s.lines.len() >= 64 {
+            s.lines.remove(0);
+        }
+        s.lines.push(l[..len].to_vec());
+        0
+    }
 }
 
 /// 64-byte aligned room for the XTS contexts, plus room to misalign.
@@ -2007,6 +2159,9 @@ struct State {
     built: Vec<Vec<u8>>,
     grants: Vec<Vec<u8>>,
     store: Option<Vec<u8>>,
+    /// The lease clock (seconds) and the audit sink of each handle slot.
+    clock: *mut u64,
+    sinks: [*mut Sink; N_KMS],
 }
 
 /// The `i`-th newest entry of a pool (0: the last one pushed).
@@ -2036,6 +2191,27 @@ fn st(s: envol_status) -> envol_status {
     let name = unsafe { CStr::from_ptr(envol_ffi::envol_status_name(envol_status_arg(s as u32))) };
     assert_eq!(name.to_str().ok(), Some(format!("{s:?}").as_str()));
     s
+}
+
+/// A refused argument of create/open (a NULL, misaligned or incomplete
+/// table, a bad string, unknown cipher, parameters out of range): these
+/// are checked before the volume's state, in no documented order.
+fn table_error(s: envol_status) -> bool {
+    matches!(
+        s,
+        envol_status::ENVOL_ERR_NULL_POINTER
+            | envol_status::ENVOL_ERR_ALIGNMENT
+            | envol_status::ENVOL_ERR_INVALID_ARGUMENT
+            | envol_status::ENVOL_ERR_VOLUME_PARAMS
+            | envol_status::ENVOL_ERR_KEY_ID
+    )
+}
+
+/// A failed create/open left the volume struct as it was — except that a
+/// never-zeroed struct (`VolScribble`; the contract asks for a zeroed one)
+/// may get its garbage state word reset to 0 when the call lets go of it.
+fn unchanged_vol(before: &[u8], after: &[u8]) -> bool {
+    before == after || (after[..8] == [0; 8] && before[8..] == after[8..])
 }
 
 fn root_bytes(k: Key32) -> Option<[u8; 32]> {
@@ -2069,8 +2245,19 @@ impl State {
             params: None,
             dek: None,
             header_dek: None,
+            lease: None,
+            wiped: false,
+        };
+        let sink = || {
+            Box::into_raw(Box::new(Sink {
+                installed: false,
+                fail: false,
+                lines: Vec::new(),
+            }))
         };
         State {
+            clock: Box::into_raw(Box::new(CLOCK_START)),
+            sinks: [sink(), sink(), sink()],
             xts: Box::new(XtsArena([0; N_CTX * ENVOL_XTS_SIZE + 64])),
             xst: [XState::Dead, XState::Dead, XState::Dead],
             vols: Vec::new(),
@@ -2118,6 +2305,11 @@ impl State {
         // SAFETY: made by `Box::into_raw`, freed only in `drop`; no call is
         // running, so no callback holds it.
         unsafe { &mut *self.fake }
+    }
+
+    fn sink(&mut self, i: usize) -> &mut Sink {
+        // SAFETY: as for `fake`.
+        unsafe { &mut *self.sinks[i % N_KMS] }
     }
 
     fn disk(&mut self, i: usize) -> &mut Disk {
@@ -2390,6 +2582,8 @@ impl State {
                 unsafe { envol_ffi::envol_volume_close(base.cast()) };
                 self.vrec[v].state = VState::Empty;
                 self.vrec[v].svc = Svc::None;
+                self.vrec[v].lease = None;
+                self.vrec[v].wiped = false;
             }
         }
     }
@@ -2400,6 +2594,11 @@ impl State {
         let h = std::mem::replace(&mut self.kms[i], null_mut());
         // SAFETY: NULL or a live handle from new/unseal, freed once.
         unsafe { envol_ffi::envol_local_kms_free(h) };
+        // A new handle in this slot starts without a sink.
+        let sink = self.sink(i);
+        sink.installed = false;
+        sink.fail = false;
+        sink.lines.clear();
     }
 
     /// The volume's state word agrees with the harness's record.
@@ -2445,14 +2644,56 @@ impl State {
         let b = unsafe { envol_ffi::envol_volume_backend(base.cast()) };
         if rec.state != VState::Attached {
             assert_eq!(b, envol_backend::ENVOL_BACKEND_AUTO);
+        } else if b == envol_backend::ENVOL_BACKEND_AUTO {
+            // Only a lease can take an attached volume's key away.
+            assert!(
+                rec.lease.is_some() || rec.wiped,
+                "attached volume without a key"
+            );
+            rec.wiped = true;
         } else {
-            assert_ne!(b, envol_backend::ENVOL_BACKEND_AUTO);
+            assert!(!rec.wiped, "a wiped key came back");
         }
     }
 
     // -- ops ---------------------------------------------------------------
 
+    /// For every handle whose sink fails: the handle and its next audit
+    /// sequence number.
+    fn failing_sinks(&mut self) -> Vec<(usize, *mut envol_local_kms, u64)> {
+        let mut v = Vec::new();
+        for i in 0..N_KMS {
+            let h = self.kms[i];
+            if h.is_null() || !(self.sink(i).installed && self.sink(i).fail) {
+                continue;
+            }
+            let (mut first, mut next) = (0u64, 0u64);
+            // SAFETY: a live handle; writable outputs.
+            let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(h, &mut first, &mut next) });
+            assert_eq!(r, OK);
+            v.push((i, h, next));
+        }
+        v
+    }
+
     fn run(&mut self, op: &Op) {
+        let failing = self.failing_sinks();
+        self.run_op(op);
+        // A failing sink makes every audited call fail and change nothing:
+        // no event is ever added behind its back.
+        for (i, h, next) in failing {
+            if self.kms[i] != h || !self.sink(i).fail {
+                continue;
+            }
+            let (mut first, mut now) = (0u64, 0u64);
+            // SAFETY: as above.
+            let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(h, &mut first, &mut now) });
+            assert_eq!(r, OK);
+            assert_eq!(now, next, "an event was recorded past a failing sink");
+        }
+    }
+
+    fn run_op(&mut self, op: &Op) {
         let mut hold = Hold::default();
         match op {
             Op::KmsNew { slot, null } => {
@@ -3129,7 +3370,9 @@ impl State {
                 principal,
                 key_id,
                 params,
-            } => self.vol_create(*vol, *dev, *kms, principal, key_id, params, &mut hold),
+            } => self.vol_create_or_overwrite(
+                *vol, *dev, *kms, principal, key_id, params, false, &mut hold,
+            ),
             Op::VolOpen { vol, dev, kms } => {
                 let (vp, i) = self.vol_ptr(*vol);
                 let (dp, disk) = self.dev_table(*dev, &mut hold);
@@ -3149,10 +3392,16 @@ impl State {
                         params: None,
                         dek: None,
                         header_dek: None,
+                        lease: None,
+                        wiped: false,
                     };
                 } else {
-                    assert_eq!(self.vol_bytes(i), before, "volume changed on {s:?}");
-                    if Self::vol_ok_ptr(*vol) {
+                    assert!(
+                        unchanged_vol(&before, &self.vol_bytes(i)),
+                        "volume changed on {s:?}"
+                    );
+                    // The tables are checked before the volume's state.
+                    if Self::vol_ok_ptr(*vol) && !table_error(s) {
                         match self.vrec[i].state {
                             VState::Detached => {
                                 assert_eq!(s, envol_status::ENVOL_ERR_VOLUME_DETACHED)
@@ -3178,6 +3427,7 @@ impl State {
                     assert!(Self::vol_ok_ptr(*vol));
                     assert_eq!(self.vrec[i].state, VState::Detached);
                     self.vrec[i].state = VState::Attached;
+                    self.vrec[i].wiped = false;
                     let key = if self.vrec[i].svc == Svc::Fake {
                         self.fake().last_dec.clone()
                     } else {
@@ -3203,6 +3453,7 @@ impl State {
                     assert_eq!(self.vrec[i].state, VState::Attached);
                     self.vrec[i].state = VState::Detached;
                     self.vrec[i].dek = None;
+                    self.vrec[i].wiped = false;
                 } else if s == envol_status::ENVOL_ERR_IO {
                     // The flush failed: still attached, nothing lost.
                     assert_eq!(self.vrec[i].state, VState::Attached);
@@ -3225,6 +3476,8 @@ impl State {
                     self.vrec[i].svc = Svc::None;
                     self.vrec[i].dek = None;
                     self.vrec[i].params = None;
+                    self.vrec[i].lease = None;
+                    self.vrec[i].wiped = false;
                 } else {
                     assert_eq!(self.vol_bytes(i), before, "ignored close wrote");
                 }
@@ -3265,6 +3518,7 @@ impl State {
                     assert_eq!(self.vrec[i].state, VState::Attached);
                     self.vrec[i].state = VState::Detached;
                     self.vrec[i].dek = None;
+                    self.vrec[i].wiped = false;
                     // Attaching is refused from now on.
                     let p = hold.s(&S::Pool(0), Role::Principal).0;
                     // SAFETY: our volume.
@@ -3338,8 +3592,816 @@ impl State {
             }
             Op::VolRead { vol, first, buf } => self.vol_io(*vol, *first, *buf, false),
             Op::VolWrite { vol, first, buf } => self.vol_io(*vol, *first, *buf, true),
+            Op::VolCrypt {
+                vol,
+                decrypt,
+                first,
+                len,
+                layout,
+                fill,
+            } => self.vol_crypt(*vol, *decrypt, *first, *len, *layout, *fill),
+            Op::LeaseSet {
+                vol,
+                duration,
+                renew,
+                grace,
+                system_clock,
+                null,
+            } => self.lease_set(*vol, *duration, *renew, *grace, *system_clock, *null),
+            Op::LeaseAdvance { secs } => {
+                // SAFETY: the harness's clock; no call is running.
+                unsafe { *self.clock += u64::from(*secs) };
+            }
+            Op::VolMaintain {
+                vol,
+                info_null,
+                misalign,
+            } => self.vol_maintain(*vol, *info_null, *misalign),
+            Op::VolOpenExpect { vol, dev, kms, id } => {
+                self.vol_open_expect(*vol, *dev, *kms, *id, &mut hold)
+            }
+            Op::VolOverwrite {
+                vol,
+                dev,
+                kms,
+                principal,
+                key_id,
+                params,
+            } => self.vol_create_or_overwrite(
+                *vol, *dev, *kms, principal, key_id, params, true, &mut hold,
+            ),
+            Op::KmsServicePolicy {
+                kms,
+                principal,
+                policy,
+            } => {
+                let k = self.local(*kms);
+                let (p, _) = hold.s(principal, Role::Principal);
+                let pol = hold.policy(policy);
+                // SAFETY: every pointer NULL or valid as documented.
+                let s = st(unsafe { envol_ffi::envol_local_kms_set_service_policy(k, p, pol) });
+                if !self.local_ok(*kms) {
+                    assert_ne!(s, OK);
+                }
+            }
+            Op::KmsForgetVolume {
+                kms,
+                principal,
+                key_id,
+                ctx,
+            } => {
+                let k = self.local(*kms);
+                let (p, _) = hold.s(principal, Role::Principal);
+                let (id, _) = hold.s(key_id, Role::KeyId);
+                let (cp, cn, _) = hold.ctx(ctx, &self.params);
+                let count = |k| {
+                    let mut c = 0usize;
+                    // SAFETY: a live handle (or NULL), strings, an output.
+                    let s = st(unsafe {
+                        envol_ffi::envol_local_kms_protected_volume_count(
+                            k,
+                            c"op".as_ptr(),
+                            id,
+                            &mut c,
+                        )
+                    });
+                    (s == OK).then_some(c)
+                };
+                let before = count(k);
+                // SAFETY: as above.
+                let s = st(unsafe { envol_ffi::envol_local_kms_forget_volume(k, p, id, cp, cn) });
+                if !self.local_ok(*kms) {
+                    assert_ne!(s, OK);
+                }
+                let after = count(k);
+                if let (Some(b), Some(a)) = (before, after) {
+                    if s == OK {
+                        assert!(a <= b, "forgetting added a protected volume");
+                    } else {
+                        assert_eq!(a, b, "a refused forget changed the count");
+                    }
+                }
+            }
+            Op::KmsAuditHead { kms, out, len_null } => self.kms_audit_head(*kms, *out, *len_null),
+            Op::KmsAuditVerifyLines {
+                kms,
+                lines,
+                mutate,
+                head,
+                from_genesis,
+            } => self.kms_audit_verify_lines(*kms, *lines, *mutate, *head, *from_genesis),
+            Op::KmsAuditSink { kms, mode, probe } => self.kms_audit_sink(*kms, *mode, *probe),
+            Op::HeaderUnwrapExpect {
+                ctx,
+                kms,
+                principal,
+                a,
+                b,
+                id,
+                slot_null,
+            } => {
+                let (cp, i) = self.xts_ptr(*ctx);
+                let (t, svc) = self.kms_table(*kms, &mut hold);
+                let (p, _) = hold.s(principal, Role::Principal);
+                let sa = self.slot(a);
+                let sb = self.slot(b);
+                let want = self.id_arg(*id);
+                let idp = want.map_or(null(), |w| hold.keep(w.to_vec()).cast_const());
+                let mut vs = Buf::typed::<c_int>(*slot_null);
+                let before = self.xts.0.to_vec();
+                if svc == Svc::Fake {
+                    self.fake().last_dec = None;
+                }
+                // SAFETY: as for `HeaderUnwrap`; the id NULL or 16 bytes.
+                let s = st(unsafe {
+                    envol_ffi::envol_header_unwrap_expect(
+                        cp,
+                        t,
+                        p,
+                        sa.as_ref().map_or(null(), |v| v.as_ptr()),
+                        sb.as_ref().map_or(null(), |v| v.as_ptr()),
+                        idp,
+                        vs.cast(),
+                    )
+                });
+                let id_of = |v: &Option<Vec<u8>>| {
+                    v.as_ref()
+                        .and_then(|v| Header::parse(v).ok().map(|h| h.params.volume_id))
+                };
+                let ids = [id_of(&sa), id_of(&sb)];
+                if let Some(w) = want
+                    && !ids.contains(&Some(w))
+                {
+                    assert_ne!(s, OK, "unwrapped a header of another volume");
+                }
+                if s == OK {
+                    assert!(Self::xts_aligned(*ctx));
+                    let slot: c_int = if *slot_null { 0 } else { vs.read() };
+                    assert!(slot == 0 || slot == 1, "verified slot {slot}");
+                    assert!(vs.slack_intact());
+                    let v = if slot == 0 { &sa } else { &sb };
+                    let h = Header::parse(v.as_ref().expect("verified slot given"))
+                        .expect("the verified copy parses");
+                    assert_eq!(h.state, VolumeState::Active);
+                    if let Some(w) = want {
+                        assert_eq!(h.params.volume_id, w, "verified a copy of another volume");
+                    }
+                    let key = match svc {
+                        Svc::Fake => self.fake().last_dec.clone(),
+                        _ => None,
+                    };
+                    if let Some(k) = &key {
+                        assert!(h.verify_mac(k).is_ok(), "MAC not under the key");
+                    }
+                    self.xst[i] = XState::Live {
+                        key,
+                        backend: Backend::detect(),
+                    };
+                } else {
+                    assert_eq!(self.xts.0.to_vec(), before, "context changed on {s:?}");
+                    assert!(vs.intact(), "verified slot written on {s:?}");
+                }
+            }
         }
         drop(hold);
+    }
+
+    /// An expected volume id argument.
+    fn id_arg(&mut self, a: IdArg) -> Option<[u8; 16]> {
+        match a {
+            IdArg::Disk(d) => {
+                let slot = self.disk(usize::from(d)).bytes[..SLOT_SIZE].to_vec();
+                Some(Header::parse(&slot).map_or([0; 16], |h| h.params.volume_id))
+            }
+            IdArg::Pool(i) => Some(newest(&self.params, i).map_or([0; 16], |p| p.volume_id)),
+            IdArg::Raw(r) => Some(r),
+            IdArg::Null => None,
+        }
+    }
+
+    fn vol_open_expect(
+        &mut self,
+        vol: VolArg,
+        dev: DevArg,
+        kms: KmsArg,
+        id: IdArg,
+        hold: &mut Hold,
+    ) {
+        let (vp, i) = self.vol_ptr(vol);
+        let (dp, disk) = self.dev_table(dev, hold);
+        let (kp, svc) = self.kms_table(kms, hold);
+        let want = self.id_arg(id);
+        let idp = want.map_or(null(), |w| hold.keep(w.to_vec()).cast_const());
+        let before = self.vol_bytes(i);
+        let disk_before = self.disk(disk).bytes.clone();
+        // SAFETY: as for `VolOpen`; the id NULL or 16 readable bytes.
+        let s = st(unsafe { envol_ffi::envol_volume_open_expect(vp, dp, kp, idp) });
+        // Opening writes nothing to the device (torn writes aside: none).
+        assert!(
+            self.disk(disk).bytes == disk_before,
+            "open wrote to the device"
+        );
+        let ids: Vec<[u8; 16]> = [0, SLOT_SIZE]
+            .iter()
+            .filter_map(|&o| {
+                Header::parse(&disk_before[o..o + SLOT_SIZE])
+                    .ok()
+                    .map(|h| h.params.volume_id)
+            })
+            .collect();
+        if let Some(w) = want
+            && !ids.contains(&w)
+        {
+            assert_ne!(s, OK, "opened a volume with another id");
+        }
+        if s == OK {
+            assert!(Self::vol_ok_ptr(vol));
+            assert_eq!(self.vrec[i].state, VState::Empty);
+            self.vrec[i] = VolRec {
+                state: VState::Detached,
+                disk,
+                svc,
+                params: None,
+                dek: None,
+                header_dek: None,
+                lease: None,
+                wiped: false,
+            };
+            self.check_vol(i);
+            if let (Some(w), Some(p)) = (want, self.vrec[i].params) {
+                assert_eq!(p.volume_id, w, "opened a volume with another id");
+            }
+        } else {
+            assert!(
+                unchanged_vol(&before, &self.vol_bytes(i)),
+                "volume changed on {s:?}"
+            );
+            if Self::vol_ok_ptr(vol) && self.vrec[i].state != VState::Empty && !table_error(s) {
+                self.expect_state_error(i, s, VState::Empty);
+            }
+            self.check_vol(i);
+        }
+    }
+
+    fn lease_set(
+        &mut self,
+        vol: VolArg,
+        duration: u16,
+        renew: u16,
+        grace: u16,
+        system_clock: bool,
+        null: bool,
+    ) {
+        let (vp, i) = self.vol_ptr(vol);
+        // On the system clock, leases long enough never to run out while
+        // an input runs (reproducible inputs).
+        let duration = if system_clock && duration != 0 {
+            u64::from(duration) + 86_400
+        } else {
+            u64::from(duration)
+        };
+        let lease = envol_ffi::envol_lease {
+            duration_s: duration,
+            renew_before_s: u64::from(renew),
+            grace_s: u64::from(grace),
+            now: (!system_clock).then_some(lease_now as _),
+            user: self.clock.cast(),
+        };
+        let lp: *const envol_ffi::envol_lease = if null { std::ptr::null() } else { &lease };
+        let before = self.vol_bytes(i);
+        // SAFETY: our volume (or NULL/misaligned); the lease readable, its
+        // clock alive as long as the harness.
+        let s = st(unsafe { envol_ffi::envol_volume_set_lease(vp, lp) });
+        if s == OK {
+            assert!(Self::vol_ok_ptr(vol) && !null);
+            assert_ne!(self.vrec[i].state, VState::Empty);
+            self.vrec[i].lease = (duration != 0).then_some(LeaseRec {
+                duration,
+                grace: u64::from(grace),
+                harness: !system_clock,
+            });
+        } else {
+            assert_eq!(self.vol_bytes(i), before, "volume changed on {s:?}");
+            if null {
+                if Self::vol_ok_ptr(vol) {
+                    assert_eq!(s, envol_status::ENVOL_ERR_NULL_POINTER);
+                }
+            } else if Self::vol_ok_ptr(vol) {
+                assert_eq!(self.vrec[i].state, VState::Empty, "set_lease gave {s:?}");
+                assert_eq!(s, envol_status::ENVOL_ERR_NOT_INITIALIZED);
+            }
+        }
+        self.check_vol(i);
+    }
+
+    fn vol_maintain(&mut self, vol: VolArg, info_null: bool, misalign: u8) {
+        let (vp, i) = self.vol_ptr(vol);
+        let rec = self.vrec[i].clone();
+        let mut info = Buf::new(
+            size_of::<envol_ffi::envol_lease_info>(),
+            8,
+            usize::from(misalign % 8),
+            info_null,
+        );
+        // SAFETY: the harness's clock, read between calls.
+        let now = unsafe { *self.clock };
+        // SAFETY: our volume (or NULL/misaligned); the output NULL or
+        // writable (written unaligned).
+        let s = st(unsafe { envol_ffi::envol_volume_maintain(vp, info.cast()) });
+        if s == OK {
+            assert!(Self::vol_ok_ptr(vol));
+            assert_eq!(rec.state, VState::Attached);
+            assert!(info.slack_intact());
+            if !info_null {
+                let li: envol_ffi::envol_lease_info = info.read();
+                assert!(li.state <= 3, "lease state {}", li.state);
+                if li.state == 0 {
+                    assert_eq!((li.expires_at, li.deadline), (0, 0));
+                } else {
+                    assert!(li.deadline >= li.expires_at);
+                }
+                match rec.lease {
+                    None => assert_eq!(li.state, 0, "a lease nobody set"),
+                    Some(l) => {
+                        assert_ne!(li.state, 0, "the lease set is off");
+                        if l.harness {
+                            match li.state {
+                                1 => assert!(now < li.expires_at),
+                                2 => assert_eq!(li.expires_at, now + l.duration),
+                                _ => assert!(now < li.deadline),
+                            }
+                            if li.state != 3 {
+                                assert_eq!(li.deadline, li.expires_at + l.grace);
+                            }
+                        }
+                    }
+                }
+            }
+            if rec.lease.is_some() {
+                assert!(!rec.wiped, "maintain of a wiped key gave OK");
+            }
+        } else {
+            assert!(info.intact(), "lease info written on {s:?}");
+            if Self::vol_ok_ptr(vol) && rec.state == VState::Attached {
+                // A refusal or a lost lease: the key is gone, data calls
+                // say so from now on.
+                assert!(rec.lease.is_some() || rec.wiped, "no lease, yet {s:?}");
+                self.vrec[i].wiped = true;
+                let ss = rec.params.map_or(512, |p| p.sector_size as usize);
+                let mut buf = vec![0u8; ss];
+                // SAFETY: our volume and buffer.
+                let r = st(unsafe { envol_ffi::envol_volume_read(vp, 0, buf.as_mut_ptr(), ss) });
+                assert_eq!(r, envol_status::ENVOL_ERR_LEASE_EXPIRED, "after {s:?}");
+            } else if Self::vol_ok_ptr(vol) {
+                self.expect_state_error(i, s, VState::Attached);
+            }
+        }
+        self.check_vol(i);
+    }
+
+    fn vol_crypt(
+        &mut self,
+        vol: VolArg,
+        decrypt: bool,
+        first: SectorArg,
+        len: IoLen,
+        layout: Layout,
+        fill: u8,
+    ) {
+        let (vp, i) = self.vol_ptr(vol);
+        let rec = self.vrec[i].clone();
+        let ss = rec.params.map_or(512, |p| p.sector_size as usize);
+        let first = match first {
+            SectorArg::N(n) => u64::from(n),
+            SectorArg::Raw(r) => r,
+        };
+        let mut wild_len = false;
+        let mut n = match len {
+            IoLen::Sectors(k) => ss * (usize::from(k % 128) + 1),
+            IoLen::Bytes(b) => b as usize,
+            IoLen::Wild(m) => {
+                wild_len = true;
+                wild(m)
+            }
+        };
+        if !wild_len {
+            n = n.min(MAX_BUF);
+        }
+        for (j, b) in self.io.iter_mut().enumerate() {
+            *b = fill ^ canary(j);
+        }
+        let base = self.io.as_mut_ptr();
+        let vb = self.vol_base(i);
+        // Offsets into the arena (None: NULL or inside the volume).
+        let (mut ino, mut outo) = (None, None);
+        let (mut inside_in, mut inside_out) = (false, false);
+        let at = |o: usize| base.wrapping_add(o);
+        let (ip, op): (*const u8, *mut u8) = match layout {
+            Layout::Disjoint { a, b } => {
+                let (x, y) = (usize::from(a) % 128, MAX_BUF + 128 + usize::from(b) % 128);
+                ino = Some(x);
+                outo = Some(y);
+                (at(x), at(y))
+            }
+            Layout::InPlace { a } => {
+                let x = usize::from(a) % 256;
+                ino = Some(x);
+                outo = Some(x);
+                (at(x), at(x))
+            }
+            Layout::Overlap { a, d } => {
+                let dd = if wild_len {
+                    16
+                } else {
+                    usize::from(d & 0x7fff) % n.max(1)
+                };
+                let (mut x, mut y) = (usize::from(a) % 128, usize::from(a) % 128 + dd);
+                if d & 0x8000 != 0 {
+                    std::mem::swap(&mut x, &mut y);
+                }
+                ino = Some(x);
+                outo = Some(y);
+                (at(x), at(y))
+            }
+            Layout::NullIn => {
+                outo = Some(0);
+                (null(), at(0))
+            }
+            Layout::NullOut => {
+                ino = Some(0);
+                (at(0), null_mut())
+            }
+            Layout::InCtx { off, which } => {
+                let o = usize::from(off) % ENVOL_VOLUME_SIZE;
+                if !wild_len {
+                    n = n.min(ENVOL_VOLUME_SIZE + 64 - o);
+                }
+                let q = vb.wrapping_add(o);
+                let mut ip = at(0).cast_const();
+                let mut op = at(MAX_BUF + 128);
+                ino = Some(0);
+                outo = Some(MAX_BUF + 128);
+                if which & 1 != 0 || which & 3 == 0 {
+                    ip = q;
+                    ino = None;
+                    inside_in = true;
+                }
+                if which & 2 != 0 {
+                    op = q;
+                    outo = None;
+                    inside_out = true;
+                }
+                (ip, op)
+            }
+        };
+        let partial = !ip.is_null()
+            && !op.is_null()
+            && !wild_len
+            && ip != op.cast_const()
+            && n != 0
+            && (ip as usize) < op as usize + n
+            && (op as usize) < ip as usize + n;
+        let before = self.io.clone();
+        let vol_before = self.vol_bytes(i);
+        // SAFETY: `ip`/`op` NULL or valid for `n` bytes (inside the arena or
+        // the volume box), or `n` is refused before either is touched.
+        let s = st(unsafe {
+            if decrypt {
+                envol_ffi::envol_volume_decrypt(vp, first, ip, op, n)
+            } else {
+                envol_ffi::envol_volume_encrypt(vp, first, ip, op, n)
+            }
+        });
+        if inside_in || inside_out {
+            assert!(s != OK || n == 0, "data through the volume struct");
+        }
+        if partial {
+            assert_ne!(s, OK, "partially overlapping buffers accepted");
+            if Self::vol_ok_ptr(vol) && rec.state == VState::Attached && !inside_in && !inside_out {
+                assert_eq!(s, envol_status::ENVOL_ERR_OVERLAP);
+            }
+        }
+        if s != OK {
+            assert!(self.io == before, "output written on {s:?}");
+            if s != envol_status::ENVOL_ERR_LEASE_EXPIRED {
+                assert_eq!(self.vol_bytes(i), vol_before, "volume changed on {s:?}");
+            }
+            if Self::vol_ok_ptr(vol) && rec.state != VState::Attached {
+                self.expect_state_error(i, s, VState::Attached);
+            }
+            if s == envol_status::ENVOL_ERR_LEASE_EXPIRED {
+                assert!(rec.lease.is_some() || rec.wiped, "no lease, yet expired");
+            }
+            self.check_vol(i);
+            return;
+        }
+        if Self::vol_ok_ptr(vol) && rec.state == VState::Attached && rec.wiped {
+            assert_eq!(n, 0, "data call on a wiped key succeeded");
+        }
+        assert_eq!(rec.state, VState::Attached);
+        assert!(!ip.is_null() && !op.is_null() && !wild_len && !partial);
+        let p = rec.params.expect("attached volume parameters known");
+        let ss = p.sector_size as usize;
+        assert!(n % ss == 0);
+        assert!(
+            first
+                .checked_add((n / ss) as u64)
+                .is_some_and(|e| e <= p.volume_size / ss as u64)
+        );
+        if n == 0 {
+            return;
+        }
+        let (ino, outo) = (
+            ino.expect("input in the arena"),
+            outo.expect("output in the arena"),
+        );
+        let input = before[ino..ino + n].to_vec();
+        let output = self.io[outo..outo + n].to_vec();
+        // Nothing written outside the output.
+        for (j, (&x, &y)) in self.io.iter().zip(&before).enumerate() {
+            if !(outo..outo + n).contains(&j) {
+                assert_eq!(x, y, "wrote outside the output at {j}");
+            }
+        }
+        // The engine reference, when the harness knows the key.
+        if let Some(key) = &rec.dek {
+            let mut want = input.clone();
+            let x = Xts::with_backend(key, Backend::Soft).expect("volume key");
+            if decrypt {
+                x.decrypt_sectors(first, ss, &mut want)
+                    .expect("core decrypts");
+            } else {
+                x.encrypt_sectors(first, ss, &mut want)
+                    .expect("core encrypts");
+            }
+            assert_eq!(output, want, "differs from the XTS reference");
+        }
+        // The inverse call gives the input back.
+        let mut back = vec![0u8; n];
+        // SAFETY: our volume and two disjoint buffers of `n` bytes.
+        let s2 = st(unsafe {
+            if decrypt {
+                envol_ffi::envol_volume_encrypt(vp, first, output.as_ptr(), back.as_mut_ptr(), n)
+            } else {
+                envol_ffi::envol_volume_decrypt(vp, first, output.as_ptr(), back.as_mut_ptr(), n)
+            }
+        });
+        assert_eq!(s2, OK, "the inverse call failed");
+        assert_eq!(back, input, "decrypt(encrypt(x)) != x");
+        if !decrypt {
+            // What `envol_volume_write` puts on the device is this ciphertext.
+            // SAFETY: our volume and buffer.
+            let s3 = st(unsafe { envol_ffi::envol_volume_write(vp, first, input.as_ptr(), n) });
+            if s3 == OK {
+                let at = p.data_offset as usize + first as usize * ss;
+                let disk = self.disk(rec.disk);
+                assert_eq!(
+                    disk.bytes[at..at + n],
+                    output[..],
+                    "write differs from encrypt"
+                );
+            } else {
+                assert_eq!(s3, envol_status::ENVOL_ERR_IO);
+            }
+        }
+        self.check_vol(i);
+    }
+
+    fn kms_audit_head(&mut self, kms: LocalArg, out: OutArg, len_null: bool) {
+        let k = self.local(kms);
+        let (mut buf, cap) = out_buf(out, envol_ffi::ENVOL_AUDIT_HEAD_SIZE);
+        let mut len = Buf::typed::<usize>(len_null);
+        // SAFETY: as in `run`.
+        let s =
+            st(unsafe { envol_ffi::envol_local_kms_audit_head(k, buf.cast(), cap, len.cast()) });
+        match s {
+            OK => {
+                assert!(self.local_ok(kms));
+                let l: usize = len.read();
+                assert!(l < cap && l < envol_ffi::ENVOL_AUDIT_HEAD_SIZE);
+                let head = &buf.bytes()[..=l];
+                assert_eq!(head[l], 0);
+                assert!(buf.intact_after(l + 1));
+                let (mut first, mut next) = (0u64, 0u64);
+                // SAFETY: as above.
+                let r =
+                    st(unsafe { envol_ffi::envol_local_kms_audit_range(k, &mut first, &mut next) });
+                assert_eq!(r, OK);
+                if next == 0 {
+                    assert_eq!(l, 0, "a head before any event");
+                } else {
+                    let text = std::str::from_utf8(&head[..l]).expect("ASCII head");
+                    assert!(
+                        text.starts_with(&format!("seq={} hash=", next - 1)),
+                        "head {text:?} is not event {}",
+                        next - 1
+                    );
+                    let h: envol::kms::audit::AuditHead = text.parse().expect("head parses");
+                    assert_eq!(h.to_string(), text);
+                }
+            }
+            envol_status::ENVOL_ERR_BUFFER_TOO_SMALL => {
+                assert!(buf.intact());
+                let need: usize = len.read();
+                assert!(need > cap && need <= envol_ffi::ENVOL_AUDIT_HEAD_SIZE);
+            }
+            _ => assert!(buf.intact() && len.intact(), "output written on {s:?}"),
+        }
+        if !self.local_ok(kms) {
+            assert_ne!(s, OK);
+        }
+    }
+
+    /// The current head of a live handle, NUL-terminated.
+    fn audit_head(k: *mut envol_local_kms) -> Vec<u8> {
+        let mut b = vec![0u8; envol_ffi::ENVOL_AUDIT_HEAD_SIZE];
+        let mut l = 0usize;
+        // SAFETY: a live handle and a buffer of the size that suffices.
+        let s = st(unsafe {
+            envol_ffi::envol_local_kms_audit_head(k, b.as_mut_ptr().cast(), b.len(), &mut l)
+        });
+        assert_eq!(s, OK);
+        b.truncate(l + 1);
+        b
+    }
+
+    fn kms_audit_verify_lines(
+        &mut self,
+        kms: LocalArg,
+        lines: u8,
+        mutate: Option<(u16, u8)>,
+        head: u8,
+        from_genesis: bool,
+    ) {
+        let k = self.local(kms);
+        if !self.local_ok(kms) {
+            // SAFETY: NULL or misaligned: refused before anything is read.
+            let s = st(unsafe {
+                envol_ffi::envol_local_kms_audit_verify_lines(k, c"".as_ptr(), 0, null(), 0)
+            });
+            assert_ne!(s, OK);
+            return;
+        }
+        let (mut first, mut next) = (0u64, 0u64);
+        // SAFETY: a live handle.
+        let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(k, &mut first, &mut next) });
+        assert_eq!(r, OK);
+        let cur = Self::audit_head(k);
+        let want = (u64::from(lines) % 64 + 1).min(next - first);
+        let start = next - want;
+        let mut text = Vec::new();
+        for seq in start..next {
+            let mut b = vec![0u8; 4096];
+            let mut l = 0usize;
+            // SAFETY: as above.
+            let s = st(unsafe {
+                envol_ffi::envol_local_kms_audit_event_line(
+                    k,
+                    seq,
+                    b.as_mut_ptr().cast(),
+                    b.len(),
+                    &mut l,
+                )
+            });
+            assert_eq!(s, OK, "event {seq} of the window");
+            if !text.is_empty() {
+                text.push(b'\n');
+            }
+            text.extend_from_slice(&b[..l]);
+        }
+        let mutated = match mutate {
+            Some((pos, x)) if !text.is_empty() => {
+                let j = usize::from(pos) % text.len();
+                // Never a newline (that only splits or joins lines) and
+                // never an ASCII case flip.
+                if text[j] != b'\n' {
+                    text[j] ^= x | 1;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        let hp: *const c_char = match head {
+            0..0xe0 => cur.as_ptr().cast(),
+            0xe0..0xf0 => null(),
+            _ => c"seq=1 hash=zz".as_ptr(),
+        };
+        let genesis = from_genesis && head & 1 == 0;
+        // SAFETY: a live handle, `text` readable, the head NUL-terminated.
+        let s = st(unsafe {
+            envol_ffi::envol_local_kms_audit_verify_lines(
+                k,
+                text.as_ptr().cast(),
+                text.len(),
+                hp,
+                c_int::from(genesis),
+            )
+        });
+        if head >= 0xf0 {
+            assert_ne!(s, OK, "a bad head");
+        } else if mutated {
+            assert_ne!(s, OK, "a mutated trail verified");
+        } else if want > 0 && (!genesis || start == 0) {
+            assert_eq!(s, OK, "the handle's own trail does not verify");
+        } else if genesis && start != 0 {
+            assert_ne!(s, OK, "a trail not from event 0 verified as from genesis");
+        }
+        if s == OK && head < 0xe0 && cur.len() > 1 {
+            // A head to reach: an empty trail does not.
+            assert!(!mutated && want > 0);
+        }
+        // The handle's own chain still verifies.
+        // SAFETY: a live handle.
+        assert_eq!(
+            st(unsafe { envol_ffi::envol_local_kms_audit_verify(k) }),
+            OK
+        );
+    }
+
+    fn kms_audit_sink(&mut self, kms: LocalArg, mode: u8, probe: bool) {
+        let k = self.local(kms);
+        let i = usize::from(kms.slot) % N_KMS;
+        let sp = self.sinks[i];
+        let mode = mode % 4;
+        if mode == 3 {
+            let sink = self.sink(i);
+            sink.fail = !sink.fail;
+        } else {
+            let f: envol_ffi::envol_audit_sink_fn = (mode != 2).then_some(audit_sink as _);
+            // SAFETY: NULL, misaligned or a live handle; the sink keeps its
+            // contract and `sp` lives as long as the harness.
+            let s = st(unsafe { envol_ffi::envol_local_kms_set_audit_sink(k, f, sp.cast()) });
+            if self.local_ok(kms) {
+                assert_eq!(s, OK);
+                let sink = self.sink(i);
+                sink.installed = mode != 2;
+                sink.fail = mode == 1;
+                sink.lines.clear();
+            } else {
+                assert_ne!(s, OK);
+            }
+        }
+        if !probe || !self.local_ok(kms) {
+            return;
+        }
+        // One audited call (a describe of `k1` by `op`).
+        let (mut first, mut next) = (0u64, 0u64);
+        // SAFETY: a live handle.
+        let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(k, &mut first, &mut next) });
+        assert_eq!(r, OK);
+        let head = Self::audit_head(k);
+        let mut state = Buf::typed::<u32>(false);
+        let mut vers = Buf::typed::<u32>(false);
+        // SAFETY: a live handle, strings, writable outputs.
+        let s = st(unsafe {
+            envol_ffi::envol_local_kms_describe_key(
+                k,
+                c"op".as_ptr(),
+                c"k1".as_ptr(),
+                state.cast(),
+                vers.cast(),
+            )
+        });
+        let (mut first2, mut next2) = (0u64, 0u64);
+        // SAFETY: as above.
+        let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(k, &mut first2, &mut next2) });
+        assert_eq!(r, OK);
+        let sink = self.sink(i);
+        let (installed, fail) = (sink.installed, sink.fail);
+        let last = sink.lines.last().cloned();
+        if installed && fail {
+            assert_eq!(s, envol_status::ENVOL_ERR_AUDIT_FAILED, "failing sink");
+            assert!(state.intact() && vers.intact(), "output written on {s:?}");
+            assert_eq!(next2, next, "an event recorded past a failing sink");
+            assert_eq!(Self::audit_head(k), head, "head moved past a failing sink");
+        } else {
+            assert_ne!(s, envol_status::ENVOL_ERR_AUDIT_FAILED);
+            assert!(next2 > next, "describe was not audited");
+            if installed {
+                // The sink got exactly the line the window holds.
+                let mut b = vec![0u8; 4096];
+                let mut l = 0usize;
+                // SAFETY: as above.
+                let s = st(unsafe {
+                    envol_ffi::envol_local_kms_audit_event_line(
+                        k,
+                        next2 - 1,
+                        b.as_mut_ptr().cast(),
+                        b.len(),
+                        &mut l,
+                    )
+                });
+                assert_eq!(s, OK);
+                assert_eq!(last.as_deref(), Some(&b[..l]), "the sink got another line");
+            }
+        }
+        // SAFETY: a live handle.
+        assert_eq!(
+            st(unsafe { envol_ffi::envol_local_kms_audit_verify(k) }),
+            OK
+        );
     }
 
     fn vol_bytes(&mut self, i: usize) -> Vec<u8> {
@@ -3352,7 +4414,8 @@ impl State {
     /// volume was in another state, the status says which.
     fn expect_state_error(&self, i: usize, s: envol_status, want: VState) {
         let got = self.vrec[i].state;
-        if got != want {
+        // Arguments (strings, tables, parameters) may be refused first.
+        if got != want && !table_error(s) {
             let expect = match got {
                 VState::Empty => envol_status::ENVOL_ERR_NOT_INITIALIZED,
                 VState::Detached => envol_status::ENVOL_ERR_VOLUME_DETACHED,
@@ -4157,7 +5220,7 @@ impl State {
         push_pool(&mut self.built, slot);
     }
 
-    fn vol_create(
+    fn vol_create_or_overwrite(
         &mut self,
         vol: VolArg,
         dev: DevArg,
@@ -4165,6 +5228,7 @@ impl State {
         principal: &S,
         key_id: &S,
         params: &ParamsArg,
+        overwrite: bool,
         hold: &mut Hold,
     ) {
         let (vp, i) = self.vol_ptr(vol);
@@ -4176,7 +5240,20 @@ impl State {
         let before = self.vol_bytes(i);
         self.fake().last_gen = None;
         // SAFETY: as for `VolOpen`.
-        let s = st(unsafe { envol_ffi::envol_volume_create(vp, dp, kp, p, id, pp) });
+        let s = st(unsafe {
+            if overwrite {
+                envol_ffi::envol_volume_overwrite(vp, dp, kp, p, id, pp)
+            } else {
+                envol_ffi::envol_volume_create(vp, dp, kp, p, id, pp)
+            }
+        });
+        if overwrite {
+            assert_ne!(
+                s,
+                envol_status::ENVOL_ERR_VOLUME_EXISTS,
+                "overwrite refused"
+            );
+        }
         if s == OK {
             assert!(Self::vol_ok_ptr(vol));
             assert_eq!(self.vrec[i].state, VState::Empty);
@@ -4192,6 +5269,8 @@ impl State {
                 params: pv,
                 dek: key.clone(),
                 header_dek: key,
+                lease: None,
+                wiped: false,
             };
             // The header on the device is the one the volume holds.
             let d = self.disk(disk);
@@ -4204,8 +5283,11 @@ impl State {
             }
             push_pool(&mut self.params, pv.expect("params"));
         } else {
-            assert_eq!(self.vol_bytes(i), before, "volume changed on {s:?}");
-            if Self::vol_ok_ptr(vol) && self.vrec[i].state != VState::Empty {
+            assert!(
+                unchanged_vol(&before, &self.vol_bytes(i)),
+                "volume changed on {s:?}"
+            );
+            if Self::vol_ok_ptr(vol) && self.vrec[i].state != VState::Empty && !table_error(s) {
                 self.expect_state_error(i, s, VState::Empty);
             }
         }
@@ -4278,6 +5360,12 @@ impl State {
         if Self::vol_ok_ptr(vol) && s != OK && rec.state != VState::Attached {
             self.expect_state_error(i, s, VState::Attached);
         }
+        if Self::vol_ok_ptr(vol) && rec.state == VState::Attached && rec.wiped {
+            assert!(s != OK || n == 0, "data call on a wiped key gave {s:?}");
+        }
+        if s == envol_status::ENVOL_ERR_LEASE_EXPIRED {
+            assert!(rec.lease.is_some() || rec.wiped, "no lease, yet expired");
+        }
         if s != OK {
             self.check_vol(i);
             return;
@@ -4346,6 +5434,10 @@ impl Drop for State {
             for d in self.disks {
                 drop(Box::from_raw(d));
             }
+            drop(Box::from_raw(self.clock));
+            for k in self.sinks {
+                drop(Box::from_raw(k));
+            }
         }
     }
 }
@@ -4391,7 +5483,7 @@ fn trace() -> bool {
 /// Encodes op number `variant` (declaration order) followed by `prefix`,
 /// zero-padded to exactly the bytes that op then consumes.
 fn encode_op(variant: u32, prefix: &[u8]) -> Vec<u8> {
-    const VARIANTS: u64 = 48;
+    const VARIANTS: u64 = 60;
     // The derive maps a u32 `t` to variant `(t * count) >> 32`.
     let t = ((u64::from(variant) << 32).div_ceil(VARIANTS)) as u32;
     let mut probe = t.to_le_bytes().to_vec();
@@ -4430,6 +5522,18 @@ mod v {
     pub const KMS_GENERATE: u32 = 42;
     pub const KMS_DECRYPT: u32 = 43;
     pub const MISC: u32 = 47;
+    pub const VOL_CRYPT: u32 = 48;
+    pub const LEASE_SET: u32 = 49;
+    pub const LEASE_ADVANCE: u32 = 50;
+    pub const VOL_MAINTAIN: u32 = 51;
+    pub const VOL_OPEN_EXPECT: u32 = 52;
+    pub const VOL_OVERWRITE: u32 = 53;
+    pub const KMS_SERVICE_POLICY: u32 = 54;
+    pub const KMS_FORGET_VOLUME: u32 = 55;
+    pub const KMS_AUDIT_HEAD: u32 = 56;
+    pub const KMS_AUDIT_VERIFY_LINES: u32 = 57;
+    pub const KMS_AUDIT_SINK: u32 = 58;
+    pub const HEADER_UNWRAP_EXPECT: u32 = 59;
 }
 
 /// Named seed inputs for `fuzz/corpus/ffi_calls/`, with the op names each
@@ -4454,6 +5558,14 @@ pub fn seed_inputs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>)> {
     let mut grant = vec![0u8; 3 + 1 + 1 + 1];
     grant.extend_from_slice(&[1, 0, 0]);
     // EnvelopeSeal: master, key id, version, context, secret, then a nonce.
+    // VolCrypt: vol, decrypt, first sector (tag, n), length, layout.
+    let crypt_in_place = [0u8, 0, 0, 1, 0, 0, 0, 0, 3, 4, 0x60];
+    // Two sectors, output 16 bytes into the input: ENVOL_ERR_OVERLAP.
+    let crypt_overlap = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xa0, 0, 0, 0x10, 0];
+    // VolOpenExpect of volume 1 expecting a raw id nobody has.
+    let mut open_wrong = open_fake.clone();
+    open_wrong.extend_from_slice(&[0, 0, 0, 0, 0, 0x80]);
+    open_wrong.extend_from_slice(&[0x42; 16]);
     let mut seal = vec![0u8; 1 + 1 + 4 + 1 + 2];
     seal.push(1);
     seal.extend_from_slice(&[9; 12]);
@@ -4525,6 +5637,109 @@ pub fn seed_inputs() -> Vec<(&'static str, Vec<u8>, Vec<&'static str>)> {
             ]),
             vec![
                 "XtsInit", "XtsData", "XtsData", "XtsWipe", "XtsWipe", "XtsData", "Misc",
+            ],
+        ),
+        (
+            "lease",
+            cat(&[
+                encode_op(v::VOL_CREATE, &create_fake),
+                encode_op(v::LEASE_SET, &[0, 0, 0, 10, 0]),
+                encode_op(v::VOL_CRYPT, &[]),
+                encode_op(v::VOL_CRYPT, &crypt_in_place),
+                encode_op(v::VOL_CRYPT, &crypt_overlap),
+                encode_op(v::VOL_MAINTAIN, &[]),
+                encode_op(v::LEASE_ADVANCE, &[6, 0]),
+                encode_op(v::VOL_MAINTAIN, &[]),
+                encode_op(v::VOL_CRYPT, &[]),
+                encode_op(v::LEASE_ADVANCE, &[100, 0]),
+                encode_op(v::VOL_MAINTAIN, &[]),
+                encode_op(v::VOL_CRYPT, &[]),
+                encode_op(v::VOL_READ, &[]),
+                encode_op(v::VOL_DETACH, &[]),
+                encode_op(v::VOL_ATTACH, &[]),
+                encode_op(v::VOL_CRYPT, &crypt_in_place),
+                encode_op(v::VOL_MAINTAIN, &[]),
+            ]),
+            vec![
+                "VolCreate",
+                "LeaseSet",
+                "VolCrypt",
+                "VolCrypt",
+                "VolCrypt",
+                "VolMaintain",
+                "LeaseAdvance",
+                "VolMaintain",
+                "VolCrypt",
+                "LeaseAdvance",
+                "VolMaintain",
+                "VolCrypt",
+                "VolRead",
+                "VolDetach",
+                "VolAttach",
+                "VolCrypt",
+                "VolMaintain",
+            ],
+        ),
+        (
+            "local-lease-audit",
+            cat(&[
+                encode_op(v::VOL_CREATE, &[]),
+                encode_op(v::VOL_CRYPT, &[]),
+                encode_op(v::VOL_CRYPT, &crypt_in_place),
+                encode_op(v::LEASE_SET, &[0, 0, 0, 10, 0]),
+                encode_op(v::VOL_MAINTAIN, &[]),
+                encode_op(v::KMS_AUDIT_SINK, &[0, 0, 0, 0, 1]),
+                encode_op(v::KMS_AUDIT_HEAD, &[]),
+                encode_op(v::KMS_AUDIT_VERIFY_LINES, &[0, 0, 0, 8, 0]),
+                encode_op(v::KMS_AUDIT_VERIFY_LINES, &[0, 0, 0, 8, 1, 5, 0, 0x40]),
+                encode_op(v::KMS_AUDIT_SINK, &[0, 0, 0, 1, 1]),
+                encode_op(v::LEASE_ADVANCE, &[6, 0]),
+                encode_op(v::VOL_MAINTAIN, &[]),
+                encode_op(v::VOL_CRYPT, &[]),
+                encode_op(v::KMS_AUDIT_SINK, &[0, 0, 0, 3, 1]),
+                encode_op(v::KMS_SERVICE_POLICY, &[]),
+                encode_op(v::KMS_FORGET_VOLUME, &[]),
+                encode_op(v::VOL_OVERWRITE, &[1, 0, 0, 1]),
+            ]),
+            vec![
+                "VolCreate",
+                "VolCrypt",
+                "VolCrypt",
+                "LeaseSet",
+                "VolMaintain",
+                "KmsAuditSink",
+                "KmsAuditHead",
+                "KmsAuditVerifyLines",
+                "KmsAuditVerifyLines",
+                "KmsAuditSink",
+                "LeaseAdvance",
+                "VolMaintain",
+                "VolCrypt",
+                "KmsAuditSink",
+                "KmsServicePolicy",
+                "KmsForgetVolume",
+                "VolOverwrite",
+            ],
+        ),
+        (
+            "expect",
+            cat(&[
+                encode_op(v::VOL_CREATE, &create_fake),
+                encode_op(v::HEADER_UNWRAP_EXPECT, &unwrap_fake),
+                encode_op(v::XTS_DATA, &[]),
+                encode_op(v::VOL_OPEN_EXPECT, &open_wrong),
+                encode_op(v::VOL_OPEN_EXPECT, &open_fake),
+                encode_op(v::VOL_ATTACH, &vol1),
+                encode_op(v::VOL_READ, &vol1),
+            ]),
+            vec![
+                "VolCreate",
+                "HeaderUnwrapExpect",
+                "XtsData",
+                "VolOpenExpect",
+                "VolOpenExpect",
+                "VolAttach",
+                "VolRead",
             ],
         ),
         (
