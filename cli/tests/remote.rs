@@ -155,21 +155,17 @@ fn on_a_softhsm2_token() {
     ignore = "needs a running moto at ENVOL_MOTO_ENDPOINT"
 )]
 fn on_aws_kms() {
-    use envol_kms::aws::{AwsConfig, AwsCredentials, AwsKms, RetryPolicy};
+    use envol_kms::aws::{AwsConfig, AwsCredentials, AwsKms};
     let endpoint = std::env::var("ENVOL_MOTO_ENDPOINT").expect("ENVOL_MOTO_ENDPOINT");
-    let mut admin = AwsKms::new(AwsConfig {
-        endpoint: endpoint.clone(),
-        region: "us-east-1".into(),
-        credentials: AwsCredentials {
+    let mut admin = AwsKms::new(AwsConfig::new(
+        endpoint.clone(),
+        "us-east-1",
+        AwsCredentials {
             access_key_id: "testing".into(),
             secret_access_key: zeroize::Zeroizing::new("testing".into()),
             session_token: None,
         },
-        timeout: std::time::Duration::from_secs(5),
-        connect_timeout: std::time::Duration::from_secs(2),
-        retry: RetryPolicy::default(),
-        insecure_cleartext_http: false,
-    })
+    ))
     .unwrap();
     let mut key = || {
         let k = admin

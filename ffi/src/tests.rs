@@ -1256,19 +1256,15 @@ fn remote_kms_example_runs_on_moto_and_softhsm() {
     };
 
     if let Some(endpoint) = moto {
-        let mut admin = envol_kms::aws::AwsKms::new(envol_kms::aws::AwsConfig {
-            endpoint: endpoint.clone(),
-            region: "us-east-1".into(),
-            credentials: envol_kms::aws::AwsCredentials {
+        let mut admin = envol_kms::aws::AwsKms::new(envol_kms::aws::AwsConfig::new(
+            endpoint.clone(),
+            "us-east-1",
+            envol_kms::aws::AwsCredentials {
                 access_key_id: "testing".into(),
                 secret_access_key: zeroize::Zeroizing::new("testing".into()),
                 session_token: None,
             },
-            timeout: std::time::Duration::from_secs(5),
-            connect_timeout: std::time::Duration::from_secs(2),
-            retry: envol_kms::aws::RetryPolicy::default(),
-            insecure_cleartext_http: false,
-        })
+        ))
         .unwrap();
         let mut key = || {
             let k = admin

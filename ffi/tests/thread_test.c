@@ -57,11 +57,11 @@ typedef struct filedev {
     int fd;
 } filedev;
 
-static int fd_read(void *user, uint64_t off, uint8_t *buf, size_t len)
+/* Moves all `len` bytes at `off` with pread (write 0) or pwrite (write 1). */
+static int fd_io(int fd, int write, uint64_t off, uint8_t *buf, size_t len)
 {
-    filedev *d = (filedev *)user;
     while (len > 0) {
-        ssize_t n = pread(d->fd, buf, len, (off_t)off);
+        ssize_t n = write ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -75,22 +75,15 @@ static int fd_read(void *user, uint64_t off, uint8_t *buf, size_t len)
     return 0;
 }
 
+static int fd_read(void *user, uint64_t off, uint8_t *buf, size_t len)
+{
+    return fd_io(((filedev *)user)->fd, 0, off, buf, len);
+}
+
 static int fd_write(void *user, uint64_t off, const uint8_t *buf, size_t len)
 {
-    filedev *d = (filedev *)user;
-    while (len > 0) {
-        ssize_t n = pwrite(d->fd, buf, len, (off_t)off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        buf += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    /* pwrite only reads the buffer; the cast serves the shared loop. */
+    return fd_io(((filedev *)user)->fd, 1, off, (uint8_t *)buf, len);
 }
 
 static int fd_flush(void *user)

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use envol::kms::policy::Policy;
 use envol::kms::{Kms, LocalKms, OsEntropy, SystemClock};
 use envol::volume::{MemDevice, Volume};
-use envol_kms::aws::{AwsConfig, AwsCredentials, AwsKms, RetryPolicy};
+use envol_kms::aws::{AwsConfig, AwsCredentials, AwsKms};
 use envol_kms::cache::{CacheLimits, CachingKms};
 use envol_kms::pkcs11::{AuthPin, Pkcs11Config, Pkcs11Kms};
 use serde_json::json;
@@ -138,19 +138,15 @@ fn main() {
     rows.push(("LocalKms (in process)", measure(&mut local, "k", n)));
 
     let endpoint = moto_endpoint();
-    let mut aws = AwsKms::new(AwsConfig {
+    let mut aws = AwsKms::new(AwsConfig::new(
         endpoint,
-        region: "us-east-1".into(),
-        credentials: AwsCredentials {
+        "us-east-1",
+        AwsCredentials {
             access_key_id: "testing".into(),
             secret_access_key: Zeroizing::new("testing".into()),
             session_token: None,
         },
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        retry: RetryPolicy::default(),
-        insecure_cleartext_http: false,
-    })
+    ))
     .expect("aws config");
     let key = aws
         .call("CreateKey", &json!({"Description": "latency"}))

@@ -149,6 +149,25 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl AwsConfig {
+    /// A configuration with static credentials and the defaults for the
+    /// rest: a 5 s timeout per attempt, 2 s to connect, the default retry
+    /// policy, cleartext refused (except to loopback).
+    pub fn new(
+        endpoint: impl Into<String>,
+        region: impl Into<String>,
+        credentials: AwsCredentials,
+    ) -> AwsConfig {
+        AwsConfig {
+            endpoint: endpoint.into(),
+            region: region.into(),
+            credentials,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            retry: RetryPolicy::default(),
+            insecure_cleartext_http: false,
+        }
+    }
+
     /// The configuration the AWS tools would use in this process:
     /// environment first (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`,

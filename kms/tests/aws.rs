@@ -29,19 +29,15 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 fn config(endpoint: &str) -> AwsConfig {
-    AwsConfig {
-        endpoint: endpoint.into(),
-        region: "us-east-1".into(),
-        credentials: AwsCredentials {
+    AwsConfig::new(
+        endpoint,
+        "us-east-1",
+        AwsCredentials {
             access_key_id: "AKIDENVOLTEST".into(),
             secret_access_key: Zeroizing::new("envol-test-secret".into()),
             session_token: None,
         },
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        retry: RetryPolicy::default(),
-        insecure_cleartext_http: false,
-    }
+    )
 }
 
 /// The moto endpoint, starting a server if none was given.

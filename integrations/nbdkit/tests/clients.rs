@@ -23,13 +23,9 @@ use envol::kms::policy::Policy;
 use envol::kms::{Entropy, Kms, LocalKms, OsEntropy, SystemClock};
 use envol::volume::{FileDevice, Volume};
 
-const POLICY: &str = r#"{"Statement": [
-  {"Effect": "Allow", "Principal": {"Envol": "hypervisor"},
-   "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-   "Condition": {"StringLike": {"kms:EncryptionContext:volume": "vol-*"}}},
-  {"Effect": "Allow", "Principal": {"Envol": "admin"}, "Action": "kms:*"},
-  {"Effect": "Deny", "Principal": {"Envol": "admin"},
-   "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]}]}"#;
+/// The hypervisor may use the key for volumes; the admin may manage it
+/// but not use it.
+const POLICY: &str = include_str!("../policy.json");
 
 const MARKER: &[u8] = b"ENVOL-PLAINTEXT-MARKER";
 
