@@ -6,7 +6,7 @@
 # bare-metal AArch64 libc: aarch64/start.S and aarch64/start.c are the
 # start-up, printf/exit over semihosting and the mem*/str* functions), runs it
 # on qemu-system-aarch64 -M virt -cpu max and prints the sizes. Needs the
-# Debian toolchain described in README (rustc-web with rust-web-src,
+# Debian toolchain described in docs/firmware.md (rustc-web with rust-web-src,
 # gcc-aarch64-linux-gnu, qemu-system-arm, which provides qemu-system-aarch64).
 #   ffi/firmware/build-aarch64.sh [out-dir]
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the no_std static library for a Cortex-M4, links the firmware
 # self-test against it, runs it on qemu-system-arm (mps2-an386) and prints
-# the sizes. Needs the Debian toolchain described in README (rustc-web with
+# the sizes. Needs the Debian toolchain described in docs/firmware.md (rustc-web with
 # rust-web-src, gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm).
 #   ffi/firmware/build.sh [out-dir]
 set -euo pipefail

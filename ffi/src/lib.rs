@@ -87,6 +87,6 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
         fn envol_panic_hook() -> !;
     }
     // SAFETY: the firmware links a function of this name that never returns
-    // (documented in envol.h and the README's firmware section).
+    // (documented in envol.h and docs/firmware.md).
     unsafe { envol_panic_hook() }
 }
