@@ -369,21 +369,6 @@ mod kms_abi {
         envol_local_kms_free, envol_local_kms_new, envol_local_kms_set_service_policy,
     };
 
-    const ALL_KMS_ERRORS: [KmsError; 12] = [
-        KmsError::AccessDenied,
-        KmsError::NotFound,
-        KmsError::Disabled,
-        KmsError::PendingDeletion,
-        KmsError::InvalidCiphertext,
-        KmsError::InvalidArgument,
-        KmsError::BufferTooSmall,
-        KmsError::Unavailable,
-        KmsError::AuditFailed,
-        KmsError::KeyInUse,
-        KmsError::LimitExceeded,
-        KmsError::VolumeRetired,
-    ];
-
     #[test]
     fn status_table_is_complete() {
         let mut names = std::collections::BTreeSet::new();
@@ -403,7 +388,7 @@ mod kms_abi {
     #[test]
     fn kms_errors_map_both_ways() {
         let mut seen = std::collections::BTreeSet::new();
-        for e in ALL_KMS_ERRORS {
+        for e in KmsError::ALL {
             let s = envol_status::from(e);
             assert_ne!(s, envol_status::ENVOL_ERR_INTERNAL, "{e:?}");
             assert_ne!(s, envol_status::ENVOL_OK, "{e:?}");
@@ -830,23 +815,7 @@ mod volume_abi {
             ]
             .map(VolumeError::Xts),
         );
-        volume.extend(
-            [
-                KmsError::AccessDenied,
-                KmsError::NotFound,
-                KmsError::Disabled,
-                KmsError::PendingDeletion,
-                KmsError::InvalidCiphertext,
-                KmsError::InvalidArgument,
-                KmsError::BufferTooSmall,
-                KmsError::Unavailable,
-                KmsError::AuditFailed,
-                KmsError::KeyInUse,
-                KmsError::LimitExceeded,
-                KmsError::VolumeRetired,
-            ]
-            .map(VolumeError::Kms),
-        );
+        volume.extend(KmsError::ALL.map(VolumeError::Kms));
         for e in volume {
             assert_eq!(e.status_name(), c_name(envol_status::from(e)), "{e:?}");
         }

@@ -238,18 +238,14 @@ impl AwsConfig {
         let insecure_cleartext_http =
             env("ENVOL_AWS_INSECURE_CLEARTEXT_HTTP").as_deref() == Some("1");
         split_endpoint(&endpoint, insecure_cleartext_http)?;
+        let credentials = AwsCredentials {
+            access_key_id: akid,
+            secret_access_key: Zeroizing::new(secret),
+            session_token: token.map(Zeroizing::new),
+        };
         Ok(AwsConfig {
-            endpoint,
-            region,
-            credentials: AwsCredentials {
-                access_key_id: akid,
-                secret_access_key: Zeroizing::new(secret),
-                session_token: token.map(Zeroizing::new),
-            },
-            timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            retry: RetryPolicy::default(),
             insecure_cleartext_http,
+            ..AwsConfig::new(endpoint, region, credentials)
         })
     }
 }

@@ -541,21 +541,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Stable one-byte codes for errors in the binary encoding: append only.
-const ERRORS: [KmsError; 12] = [
-    KmsError::AccessDenied,
-    KmsError::NotFound,
-    KmsError::Disabled,
-    KmsError::PendingDeletion,
-    KmsError::InvalidCiphertext,
-    KmsError::InvalidArgument,
-    KmsError::BufferTooSmall,
-    KmsError::Unavailable,
-    KmsError::AuditFailed,
-    KmsError::KeyInUse,
-    KmsError::LimitExceeded,
-    KmsError::VolumeRetired,
-];
+/// Stable one-byte codes for errors in the binary encoding: the index
+/// in [`KmsError::ALL`] (append only).
+const ERRORS: [KmsError; 12] = KmsError::ALL;
 
 fn error_code(e: KmsError) -> u8 {
     ERRORS

@@ -190,6 +190,19 @@ pub(crate) struct Chain {
     pub last_hash: [u8; 32],
 }
 
+impl Chain {
+    /// Appends a recorded event: the chain moves on past it, and the
+    /// in-memory window drops its oldest event when full.
+    fn push(&mut self, e: AuditEvent) {
+        self.next_seq = e.seq.wrapping_add(1);
+        self.last_hash = e.hash;
+        if self.log.len() >= MAX_LOG_IN_MEMORY {
+            self.log.pop_front();
+        }
+        self.log.push_back(e);
+    }
+}
+
 /// A change a call makes, planned by its read-only check and applied only
 /// after the call's audit event is recorded. Applying never fails.
 pub(crate) enum Change {
@@ -330,17 +343,17 @@ impl LocalKms {
     /// Returns how many were taken.
     pub fn resume_audit(&mut self, events: &[AuditEvent]) -> Result<usize, ChainError> {
         let next = self.chain.next_seq;
-        let after: Vec<&AuditEvent> = events.iter().filter(|e| e.seq >= next).collect();
-        let (Some(first), Some(last)) = (after.first(), after.last()) else {
+        let Some(start) = events.iter().position(|e| e.seq >= next) else {
             return Ok(0);
         };
-        if first.seq != next {
+        let after = &events[start..];
+        if after[0].seq != next {
             return Err(ChainError::Sequence {
                 index: 0,
                 expected: next,
             });
         }
-        if first.prev_hash != self.chain.last_hash {
+        if after[0].prev_hash != self.chain.last_hash {
             return Err(ChainError::Link { index: 0 });
         }
         let key = self
@@ -348,15 +361,9 @@ impl LocalKms {
             .key
             .as_ref()
             .ok_or(ChainError::Hash { index: 0 })?;
-        let owned: Vec<AuditEvent> = after.iter().map(|e| (*e).clone()).collect();
-        super::audit::verify_chain(key, &owned, false)?;
-        self.chain.next_seq = last.seq.wrapping_add(1);
-        self.chain.last_hash = last.hash;
-        for e in owned {
-            if self.chain.log.len() >= MAX_LOG_IN_MEMORY {
-                self.chain.log.pop_front();
-            }
-            self.chain.log.push_back(e);
+        super::audit::verify_chain(key, after, false)?;
+        for e in after {
+            self.chain.push(e.clone());
         }
         Ok(after.len())
     }
@@ -403,12 +410,7 @@ impl LocalKms {
         let key = self.audit_key()?;
         let e = AuditEvent::new(key, seq, now, principal, action, key_id, ctx, outcome, prev);
         self.sink.record(&e).map_err(|_| KmsError::AuditFailed)?;
-        self.chain.next_seq = seq.wrapping_add(1);
-        self.chain.last_hash = e.hash;
-        if self.chain.log.len() >= MAX_LOG_IN_MEMORY {
-            self.chain.log.pop_front();
-        }
-        self.chain.log.push_back(e);
+        self.chain.push(e);
         Ok(())
     }
 

@@ -44,6 +44,23 @@ pub enum KmsError {
 }
 
 impl KmsError {
+    /// Every error, in the order of their stable one-byte codes in the
+    /// audit log's binary form: append only.
+    pub const ALL: [KmsError; 12] = [
+        KmsError::AccessDenied,
+        KmsError::NotFound,
+        KmsError::Disabled,
+        KmsError::PendingDeletion,
+        KmsError::InvalidCiphertext,
+        KmsError::InvalidArgument,
+        KmsError::BufferTooSmall,
+        KmsError::Unavailable,
+        KmsError::AuditFailed,
+        KmsError::KeyInUse,
+        KmsError::LimitExceeded,
+        KmsError::VolumeRetired,
+    ];
+
     /// The stable name of the error, spelled as the C ABI's status of the
     /// same meaning (`"ENVOL_ERR_ACCESS_DENIED"`, ...): what audit lines
     /// and the command line print.
