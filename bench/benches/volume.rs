@@ -58,7 +58,10 @@ fn volume(c: &mut Criterion) {
     });
     let mut j = 0u64;
     g.bench_function(
-        BenchmarkId::new(format!("envol-{}", vol.backend().map_or("detached", |b| b.name())), CHUNK),
+        BenchmarkId::new(
+            format!("envol-{}", vol.backend().map_or("detached", |b| b.name())),
+            CHUNK,
+        ),
         |b| {
             b.iter(|| {
                 let first = (j % chunks) * sectors_per_chunk;
