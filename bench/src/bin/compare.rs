@@ -60,15 +60,51 @@ fn key_for(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The CPU's name, and on x86 its family, model and stepping and the
+/// vector features that matter here: virtual machines often report a
+/// generic name ("Intel(R) Xeon(R) Processor"), and the features tell the
+/// core generation apart.
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return std::env::consts::ARCH.to_string();
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let Some(name) = field("model name") else {
+        return std::env::consts::ARCH.to_string();
+    };
+    let (Some(family), Some(model), Some(stepping)) =
+        (field("cpu family"), field("model"), field("stepping"))
+    else {
+        return name;
+    };
+    let model = model.parse::<u32>().map_or(model, |m| format!("{m:#04x}"));
+    let flags = field("flags").unwrap_or_default();
+    let notable: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| {
+            [
+                "avx2",
+                "avx512f",
+                "avx512bw",
+                "avx512vl",
+                "avx512_fp16",
+                "amx_tile",
+                "vaes",
+                "vpclmulqdq",
+                "hypervisor",
+            ]
+            .contains(f)
         })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+        .collect();
+    format!(
+        "{name} (family {family}, model {model}, stepping {stepping}; {})",
+        notable.join(" ")
+    )
 }
 
 /// Child mode: envol's `aesni` against OpenSSL with AVX and VAES masked

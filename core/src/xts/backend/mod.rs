@@ -134,7 +134,9 @@ mod self_test {
     //! Power-on self-test: each hardware backend must produce the same bytes
     //! as `soft` on inputs that reach every path of its kernel (the 16-block
     //! main loop, the 2- and 4-block tails, single blocks, ciphertext
-    //! stealing, batched sector tweaks), in both directions and key sizes.
+    //! stealing, batched sector tweaks and their partial last group, the
+    //! fused multi-sector kernels of `vaes256` and `vaes512` at one and at
+    //! several chunks per sector), in both directions and key sizes.
 
     use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -187,33 +189,43 @@ mod self_test {
                     ok &= a == c && t1 == t2;
                 }
             }
-            // Fused multi-sector runs: 3 sectors of 32 blocks, tweaks with
-            // their top bits set so every first-tweak reduction is taken.
+            // Fused multi-sector runs: 3 sectors of 32 blocks (512 bytes:
+            // one 16-block chunk with a tweak step, one without) and one of
+            // 64 blocks (1 KiB: four chunks, three steps), tweaks with their
+            // top bits set so every first-tweak reduction is taken.
             let mut run = [0u8; 16 * 96];
             for (d, i) in run.iter_mut().zip((0u8..=255).cycle()) {
                 *d = i.wrapping_mul(13) ^ 0xa3;
             }
             for dir in [Dir::Encrypt, Dir::Decrypt] {
-                let mut tw1 = [[0xffu8; 16], [0x80u8; 16], [0x3cu8; 16]];
-                let mut tw2 = tw1;
-                let mut a = run;
-                let mut c = run;
-                // SAFETY: both buffers hold 3 sectors of 32 blocks; in place.
-                unsafe {
-                    hw.sectors(dir, &mut tw1, a.as_ptr(), a.as_mut_ptr(), 32);
-                    soft.sectors(dir, &mut tw2, c.as_ptr(), c.as_mut_ptr(), 32);
+                for (blocks, count) in [(32usize, 3usize), (64, 1)] {
+                    let mut tw1 = [[0xffu8; 16], [0x80u8; 16], [0x3cu8; 16]];
+                    tw1[0][0] = 0x7e;
+                    let mut tw2 = tw1;
+                    let mut a = run;
+                    let mut c = run;
+                    // SAFETY: both buffers hold `count * blocks <= 96`
+                    // blocks; in place.
+                    unsafe {
+                        hw.sectors(dir, &mut tw1[..count], a.as_ptr(), a.as_mut_ptr(), blocks);
+                        soft.sectors(dir, &mut tw2[..count], c.as_ptr(), c.as_mut_ptr(), blocks);
+                    }
+                    ok &= a == c;
                 }
-                ok &= a == c;
             }
-            let mut t1 = [[0u8; 16]; 19];
-            for (t, i) in t1.iter_mut().zip(0u8..) {
-                t[0] = i;
-                t[8] = 0xff;
+            // Batched tweak encryption: a full group of 16 and a partial
+            // one (19), and a partial group alone (6).
+            for n in [19usize, 6] {
+                let mut t1 = [[0u8; 16]; 19];
+                for (t, i) in t1.iter_mut().zip(0u8..) {
+                    t[0] = i;
+                    t[8] = 0xff;
+                }
+                let mut t2 = t1;
+                hw.encrypt_tweaks(&mut t1[..n]);
+                soft.encrypt_tweaks(&mut t2[..n]);
+                ok &= t1 == t2;
             }
-            let mut t2 = t1;
-            hw.encrypt_tweaks(&mut t1);
-            soft.encrypt_tweaks(&mut t2);
-            ok &= t1 == t2;
         }
         ok
     }
@@ -390,10 +402,14 @@ impl Engine {
             Engine::Soft(k) => k.encrypt_tweaks(tweaks),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the variant exists only if AES-NI was detected.
-            Engine::Aesni(k) | Engine::Vaes512(k) => unsafe { aesni::encrypt_tweaks(k, tweaks) },
+            Engine::Aesni(k) => unsafe { aesni::encrypt_tweaks(k, tweaks) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the variant exists only if VAES and AVX2 were detected.
             Engine::Vaes256(k) => unsafe { vaes::encrypt_tweaks256(k, tweaks) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the variant exists only if VAES and AVX-512F/BW were
+            // detected.
+            Engine::Vaes512(k) => unsafe { vaes::encrypt_tweaks512(k, tweaks) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: the variant exists only if AES was detected.
             Engine::Armv8(k) => unsafe { armv8::encrypt_tweaks(k, tweaks) },
@@ -453,14 +469,23 @@ impl Engine {
         blocks: usize,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if let Engine::Vaes256(k) = self
-            && blocks > 0
-            && blocks.is_multiple_of(16)
-        {
-            // SAFETY: the variant exists only after VAES/AVX2/VPCLMULQDQ
-            // were detected; the pointer contract is the caller's.
-            unsafe { vaes::sectors256(k, dir, tweaks, src, dst, blocks) };
-            return;
+        if blocks > 0 && blocks.is_multiple_of(16) {
+            match self {
+                Engine::Vaes256(k) => {
+                    // SAFETY: the variant exists only after VAES/AVX2/VPCLMULQDQ
+                    // were detected; the pointer contract is the caller's.
+                    unsafe { vaes::sectors256(k, dir, tweaks, src, dst, blocks) };
+                    return;
+                }
+                Engine::Vaes512(k) => {
+                    // SAFETY: the variant exists only after AVX-512F/BW/VL,
+                    // VAES and VPCLMULQDQ were detected; the pointer contract
+                    // is the caller's.
+                    unsafe { vaes::sectors512(k, dir, tweaks, src, dst, blocks) };
+                    return;
+                }
+                _ => {}
+            }
         }
         let bytes = 16 * blocks;
         for (i, t) in tweaks.iter_mut().enumerate() {

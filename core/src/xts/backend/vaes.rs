@@ -8,6 +8,12 @@
 //! keys are broadcast once per call; pre-whitening is one three-way XOR with
 //! round key 0 and post-whitening is folded into the last round key.
 //! Leftover blocks go two (four) at a time, then one at a time on AES-NI.
+//!
+//! Runs of whole sectors that are a multiple of 256 bytes go through one
+//! fused loop per run (`sectors256`, `sectors512`): keys broadcast once,
+//! each sector's first tweak registers computed from its own encrypted
+//! tweak, no tweak step after a sector's last chunk. The sector tweaks
+//! themselves are encrypted sixteen at a time, two (four) per register.
 
 use core::arch::x86_64::*;
 
@@ -382,7 +388,45 @@ fn mul_xk512<const K: u32, const R: u32>(t: __m512i) -> __m512i {
     let carry = _mm512_srli_epi64::<R>(t);
     let into_high = _mm512_bslli_epi128::<8>(carry);
     let reduced = _mm512_clmulepi64_epi128::<0x01>(carry, _mm512_set1_epi64(0x87));
-    _mm512_ternarylogic_epi64::<0x96>(shifted, into_high, reduced)
+    _mm512_ternarylogic_epi32::<0x96>(shifted, into_high, reduced)
+}
+
+/// Multiplies each 128-bit lane by x^16: a two-byte shift, the 16 bits
+/// shifted out reduced with one carry-less multiply by 0x87. Byte shifts
+/// and the multiply run beside the AES unit on Intel cores (64-bit shifts
+/// of ZMM registers would share its port).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq")]
+fn mul_x16_512(t: __m512i) -> __m512i {
+    let out = _mm512_bsrli_epi128::<14>(t);
+    let reduced = _mm512_clmulepi64_epi128::<0x00>(out, _mm512_set1_epi64(0x87));
+    _mm512_xor_si512(_mm512_bslli_epi128::<2>(t), reduced)
+}
+
+/// The four tweak registers of a fresh run from the encrypted tweak `t0`:
+/// lane `l` of register `j` holds `t0 * x^(4j + l)`.
+///
+/// Every register comes from `t0` alone, in three carry-less multiplies:
+/// with `c = 4j + l < 16`, `t0 * x^c = lo * x^c + (hi * x^c) * x^64`,
+/// where the bits of `hi * x^c` at x^64 and above wrap round to x^0 times
+/// 0x87. No chain of doublings, no 64-bit shift (whose ZMM form shares
+/// the AES port on Intel), so a sector's first round waits only for its
+/// own encrypted tweak.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq")]
+fn first_tweaks512(t0: __m128i) -> [__m512i; 4] {
+    let t = _mm512_broadcast_i32x4(t0);
+    let poly = _mm512_set1_epi64(0x87);
+    let mut tw = [_mm512_setzero_si512(); 4];
+    for (tw, c) in tw.iter_mut().zip((0u32..).step_by(4)) {
+        // x^(c + l) in the low qword of lane l.
+        let pow = _mm512_set_epi64(0, 1 << (c + 3), 0, 1 << (c + 2), 0, 1 << (c + 1), 0, 1 << c);
+        let lo = _mm512_clmulepi64_epi128::<0x00>(t, pow);
+        let hi = _mm512_clmulepi64_epi128::<0x01>(t, pow);
+        let wrapped = _mm512_clmulepi64_epi128::<0x01>(hi, poly);
+        *tw = _mm512_ternarylogic_epi32::<0x96>(lo, _mm512_bslli_epi128::<8>(hi), wrapped);
+    }
+    tw
 }
 
 #[inline]
@@ -402,6 +446,56 @@ fn last512<const DEC: bool>(x: __m512i, k: __m512i) -> __m512i {
         _mm512_aesdeclast_epi128(x, k)
     } else {
         _mm512_aesenclast_epi128(x, k)
+    }
+}
+
+/// Round keys broadcast to all four lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn broadcast_keys512<const NR: usize>(rk1: &[__m128i; 15]) -> [__m512i; 15] {
+    let mut rk = [_mm512_setzero_si512(); 15];
+    for (w, k) in rk.iter_mut().zip(rk1.iter()).take(NR + 1) {
+        *w = _mm512_broadcast_i32x4(*k);
+    }
+    rk
+}
+
+/// Sixteen blocks at `src`/`dst` in four ZMM registers with the tweaks in
+/// `tw`, which advance by sixteen blocks if `ADVANCE` (not after a
+/// sector's last chunk). Pre-whitening is one three-way XOR (block, tweak,
+/// round key 0); post-whitening is folded into the last round key.
+///
+/// # Safety
+/// The CPU must have the features below; `src` valid for 256 reads, `dst`
+/// for 256 writes, the same or disjoint.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq")]
+unsafe fn chunk512<const NR: usize, const DEC: bool, const ADVANCE: bool>(
+    rk: &[__m512i; 15],
+    tw: &mut [__m512i; 4],
+    src: *const u8,
+    dst: *mut u8,
+) {
+    let mut s = [_mm512_setzero_si512(); 4];
+    for j in 0..4 {
+        // SAFETY: blocks `4j .. 4j + 4` lie inside the source.
+        let x = unsafe { _mm512_loadu_si512(src.add(64 * j).cast()) };
+        s[j] = _mm512_ternarylogic_epi32::<0x96>(x, tw[j], rk[0]);
+    }
+    for k in &rk[1..NR] {
+        if DEC {
+            round_x4!("vaesdec", zmm_reg, s, *k);
+        } else {
+            round_x4!("vaesenc", zmm_reg, s, *k);
+        }
+    }
+    for j in 0..4 {
+        let out = last512::<DEC>(s[j], _mm512_xor_si512(rk[NR], tw[j]));
+        // SAFETY: inside the destination; the source was read above.
+        unsafe { _mm512_storeu_si512(dst.add(64 * j).cast(), out) };
+        if ADVANCE {
+            tw[j] = mul_x16_512(tw[j]);
+        }
     }
 }
 
@@ -441,42 +535,14 @@ unsafe fn kernel512<const NR: usize, const DEC: bool>(
     n: usize,
 ) {
     let rk1 = load_keys::<NR>(keys);
-    let mut rk = [_mm512_setzero_si512(); 15];
-    for (w, k) in rk.iter_mut().zip(rk1.iter()).take(NR + 1) {
-        *w = _mm512_broadcast_i32x4(*k);
-    }
+    let rk = broadcast_keys512::<NR>(&rk1);
     // SAFETY: `t` is 16 readable bytes.
     let t0 = unsafe { _mm_loadu_si128(t.as_ptr().cast()) };
-    let t1 = mul_x(t0);
-    let t2 = mul_x(t1);
-    let t3 = mul_x(t2);
-    let lo = _mm256_set_m128i(t1, t0);
-    let hi = _mm256_set_m128i(t3, t2);
-    let mut tw = [_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi); 4];
-    for j in 1..4 {
-        tw[j] = mul_xk512::<4, 60>(tw[j - 1]);
-    }
+    let mut tw = first_tweaks512(t0);
     let mut i = 0;
     while n - i >= 16 {
-        let mut s = [_mm512_setzero_si512(); 4];
-        for j in 0..4 {
-            // SAFETY: blocks `i + 4j .. i + 4j + 4` lie inside the source.
-            let x = unsafe { _mm512_loadu_si512(src.add(16 * (i + 4 * j)).cast()) };
-            s[j] = _mm512_ternarylogic_epi64::<0x96>(x, tw[j], rk[0]);
-        }
-        for k in &rk[1..NR] {
-            if DEC {
-                round_x4!("vaesdec", zmm_reg, s, *k);
-            } else {
-                round_x4!("vaesenc", zmm_reg, s, *k);
-            }
-        }
-        for j in 0..4 {
-            let out = last512::<DEC>(s[j], _mm512_xor_si512(rk[NR], tw[j]));
-            // SAFETY: inside the destination; the source was read above.
-            unsafe { _mm512_storeu_si512(dst.add(16 * (i + 4 * j)).cast(), out) };
-            tw[j] = mul_xk512::<16, 48>(tw[j]);
-        }
+        // SAFETY: blocks `i .. i + 16` lie inside source and destination.
+        unsafe { chunk512::<NR, DEC, true>(&rk, &mut tw, src.add(16 * i), dst.add(16 * i)) };
         i += 16;
     }
     let mut quad = tw[0];
@@ -484,7 +550,7 @@ unsafe fn kernel512<const NR: usize, const DEC: bool>(
         // SAFETY: blocks `i .. i + 4` lie inside source and destination.
         unsafe {
             let x = _mm512_loadu_si512(src.add(16 * i).cast());
-            let mut s = _mm512_ternarylogic_epi64::<0x96>(x, quad, rk[0]);
+            let mut s = _mm512_ternarylogic_epi32::<0x96>(x, quad, rk[0]);
             for k in &rk[1..NR] {
                 s = round512::<DEC>(s, *k);
             }
@@ -506,4 +572,116 @@ unsafe fn kernel512<const NR: usize, const DEC: bool>(
     }
     // SAFETY: `t` is 16 writable bytes.
     unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), cur) };
+}
+
+/// XTS over a run of whole sectors with 512-bit VAES, `tweaks[s]` being the
+/// encrypted tweak of sector `s` and every sector `blocks` blocks long (a
+/// non-zero multiple of 16, so every sector size that is a multiple of
+/// 256 bytes). One flat loop over 16-block chunks: the keys are broadcast
+/// once per run, each sector's four tweak registers come from its own
+/// encrypted tweak (computed while the previous sector's last chunk is
+/// still in the AES units), and no tweak step follows a sector's last
+/// chunk.
+///
+/// # Safety
+/// As for [`blocks512`], with `tweaks.len() * blocks` blocks at `src` and
+/// `dst`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+pub(crate) unsafe fn sectors512(
+    k: &HwKeys,
+    dir: Dir,
+    tweaks: &[[u8; 16]],
+    src: *const u8,
+    dst: *mut u8,
+    blocks: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (k.rounds, dir) {
+            (14, Dir::Encrypt) => ksectors512::<14, false>(&k.ek1, tweaks, src, dst, blocks),
+            (14, Dir::Decrypt) => ksectors512::<14, true>(&k.dk1, tweaks, src, dst, blocks),
+            (_, Dir::Encrypt) => ksectors512::<10, false>(&k.ek1, tweaks, src, dst, blocks),
+            (_, Dir::Decrypt) => ksectors512::<10, true>(&k.dk1, tweaks, src, dst, blocks),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`sectors512`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vaes,vpclmulqdq,aes,pclmulqdq,sse4.1")]
+unsafe fn ksectors512<const NR: usize, const DEC: bool>(
+    keys: &[[u8; 16]; 15],
+    tweaks: &[[u8; 16]],
+    src: *const u8,
+    dst: *mut u8,
+    blocks: usize,
+) {
+    debug_assert!(blocks > 0 && blocks.is_multiple_of(16));
+    let rk = broadcast_keys512::<NR>(&load_keys::<NR>(keys));
+    let mut off = 0usize;
+    for t in tweaks {
+        // SAFETY: `t` is 16 readable bytes.
+        let mut tw = first_tweaks512(unsafe { _mm_loadu_si128(t.as_ptr().cast()) });
+        for _ in 1..blocks / 16 {
+            // SAFETY: the chunk lies inside the run the caller vouched for.
+            unsafe { chunk512::<NR, DEC, true>(&rk, &mut tw, src.add(off), dst.add(off)) };
+            off += 256;
+        }
+        // The sector's last chunk: its tweaks are not needed afterwards.
+        // SAFETY: as above.
+        unsafe { chunk512::<NR, DEC, false>(&rk, &mut tw, src.add(off), dst.add(off)) };
+        off += 256;
+    }
+}
+
+/// Encrypts each tweak in place with key2, sixteen at a time, four to a
+/// ZMM register; a last group of fewer than sixteen goes through the same
+/// four registers with masked loads and stores (the lanes past the end are
+/// neither read nor written).
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW, VAES and AES-NI.
+#[target_feature(enable = "avx512f,avx512bw,vaes,aes,sse4.1")]
+pub(crate) unsafe fn encrypt_tweaks512(k: &HwKeys, tweaks: &mut [[u8; 16]]) {
+    if k.rounds == 14 {
+        tweaks512::<14>(k, tweaks)
+    } else {
+        tweaks512::<10>(k, tweaks)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,vaes,aes,sse4.1")]
+fn tweaks512<const NR: usize>(k: &HwKeys, tweaks: &mut [[u8; 16]]) {
+    let rk = broadcast_keys512::<NR>(&load_keys::<NR>(&k.ek2));
+    for chunk in tweaks.chunks_mut(16) {
+        let n = chunk.len();
+        let p = chunk.as_mut_ptr().cast::<u8>();
+        // Register `j` holds tweaks `4j ..`, `lanes[j]` of them (0..=4),
+        // one 128-bit lane (two qword mask bits) each.
+        let mut masks = [0u8; 4];
+        let mut s = [_mm512_setzero_si512(); 4];
+        for j in 0..4 {
+            let lanes = n.saturating_sub(4 * j).min(4);
+            if lanes == 0 {
+                continue;
+            }
+            masks[j] = [0, 0x03, 0x0f, 0x3f, 0xff][lanes];
+            // SAFETY: `lanes > 0`, so tweak `4j` is in the chunk; the mask
+            // covers only tweaks `4j .. 4j + lanes`, all in the chunk, and
+            // masked-off lanes are not accessed.
+            let x = unsafe { _mm512_maskz_loadu_epi64(masks[j], p.add(64 * j).cast()) };
+            s[j] = _mm512_xor_si512(x, rk[0]);
+        }
+        for k in &rk[1..NR] {
+            round_x4!("vaesenc", zmm_reg, s, *k);
+        }
+        for j in 0..4 {
+            if masks[j] == 0 {
+                continue;
+            }
+            let out = _mm512_aesenclast_epi128(s[j], rk[NR]);
+            // SAFETY: as for the load, writable.
+            unsafe { _mm512_mask_storeu_epi64(p.add(64 * j).cast(), masks[j], out) };
+        }
+    }
 }

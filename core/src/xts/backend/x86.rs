@@ -61,11 +61,11 @@ fn probe() -> Features {
     let aesni = bit(leaf1.ecx, 25) && bit(leaf1.ecx, 1) && bit(leaf1.ecx, 19) && bit(leaf1.ecx, 9);
     let osxsave = bit(leaf1.ecx, 27);
     let avx = bit(leaf1.ecx, 28);
-    let (ebx7, ecx7) = if max_leaf >= 7 {
+    let (ebx7, ecx7, edx7) = if max_leaf >= 7 {
         let l = __cpuid_count(7, 0);
-        (l.ebx, l.ecx)
+        (l.ebx, l.ecx, l.edx)
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     let xcr0 = if osxsave {
         // SAFETY: OSXSAVE says XGETBV is enabled by the OS.
@@ -84,7 +84,7 @@ fn probe() -> Features {
         aesni,
         vaes256,
         vaes512,
-        prefer_512: vaes512 && !downclocks_512(&leaf0, leaf1.eax),
+        prefer_512: vaes512 && !downclocks_512(&leaf0, leaf1.eax, bit(edx7, 23)),
     }
 }
 
@@ -92,9 +92,16 @@ fn probe() -> Features {
 /// vectors win overall (the list Linux keys `X86_FEATURE_PREFER_YMM` on:
 /// Skylake-SP through Tiger Lake and Rocket Lake). AMD Zen 4 and later and
 /// Intel Sapphire Rapids and later run 512-bit AES at full clock.
-fn downclocks_512(leaf0: &core::arch::x86_64::CpuidResult, eax1: u32) -> bool {
+///
+/// `fp16` is AVX512-FP16 (CPUID.(7,0):EDX bit 23), which no core on the
+/// list has and every Golden Cove or later core with AVX-512 has. A
+/// hypervisor may report a listed model number (the KVM guest envol's
+/// `vaes512` figures come from, with AVX512-FP16 and AMX, reports Rocket
+/// Lake's 0xa7), but it would not advertise AVX512-FP16 on a listed core,
+/// which could not run it; so the feature outranks the model.
+fn downclocks_512(leaf0: &core::arch::x86_64::CpuidResult, eax1: u32, fp16: bool) -> bool {
     let intel = leaf0.ebx == 0x756e_6547 && leaf0.edx == 0x4965_6e69 && leaf0.ecx == 0x6c65_746e;
-    if !intel {
+    if !intel || fp16 {
         return false;
     }
     let family = (eax1 >> 8) & 0xf;
