@@ -5,65 +5,12 @@
 //! x^8, computed independently with a carry-less multiply for the reduction,
 //! so tweak work never sits on the AES dependency chain. Pre-whitening is
 //! folded into round key 0 and post-whitening into the last round key.
-//!
-//! Key expansion (used by every x86 backend) runs on AESKEYGENASSIST and
-//! AESIMC, never on a table indexed by key bytes.
 
 use core::arch::x86_64::*;
 
 use super::super::Dir;
 use super::HwKeys;
-
-/// Expands key1 and key2 (both 16 or both 32 bytes).
-///
-/// # Safety
-/// The CPU must have AES-NI.
-#[target_feature(enable = "aes,sse2,sse4.1")]
-pub(crate) unsafe fn expand(key1: &[u8], key2: &[u8]) -> HwKeys {
-    let sub_word = |w: u32| -> u32 {
-        let x = _mm_set1_epi32(w as i32);
-        // Dword 0 of the result is SubWord(dword 1) (all dwords are `w`).
-        let y = _mm_aeskeygenassist_si128::<0>(x);
-        _mm_cvtsi128_si32(y) as u32
-    };
-    let inv_mix = |k: [u8; 16]| -> [u8; 16] {
-        let mut out = [0u8; 16];
-        // SAFETY: 16-byte arrays; unaligned load and store.
-        unsafe {
-            let v = _mm_loadu_si128(k.as_ptr().cast());
-            _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_aesimc_si128(v));
-        }
-        out
-    };
-    HwKeys::expand(key1, key2, sub_word, inv_mix)
-}
-
-/// Loads the `nr + 1` round keys of `rk`.
-#[inline]
-#[target_feature(enable = "sse2")]
-pub(super) fn load_keys<const NR: usize>(rk: &[[u8; 16]; 15]) -> [__m128i; 15] {
-    let mut out = [_mm_setzero_si128(); 15];
-    for (o, k) in out.iter_mut().zip(rk.iter()).take(NR + 1) {
-        // SAFETY: `k` is 16 readable bytes.
-        *o = unsafe { _mm_loadu_si128(k.as_ptr().cast()) };
-    }
-    out
-}
-
-/// Multiplies a tweak by x.
-#[inline]
-#[target_feature(enable = "sse2")]
-pub(super) fn mul_x(t: __m128i) -> __m128i {
-    // Sign of each dword; route the sign of the top of each qword to where
-    // its carry lands: the low qword's top bit into bit 64, the high
-    // qword's top bit (x^128) into 0x87.
-    let signs = _mm_srai_epi32::<31>(t);
-    let carries = _mm_and_si128(
-        _mm_shuffle_epi32::<0x13>(signs),
-        _mm_set_epi32(0, 1, 0, 0x87),
-    );
-    _mm_xor_si128(_mm_add_epi64(t, t), carries)
-}
+use super::x86_aes::{last, load_keys, mul_x, one_block, round_x8_sse};
 
 /// Multiplies each 128-bit lane by x^K, 0 < K < 57, with the reduction done
 /// by a carry-less multiply (independent of the AES port on most cores).
@@ -86,41 +33,6 @@ pub(super) fn mul_x8(t: __m128i) -> __m128i {
     let out = _mm_srli_si128::<15>(t);
     let reduced = _mm_clmulepi64_si128::<0x00>(out, _mm_set_epi64x(0, 0x87));
     _mm_xor_si128(_mm_slli_si128::<1>(t), reduced)
-}
-
-#[inline]
-#[target_feature(enable = "aes")]
-fn round<const DEC: bool>(x: __m128i, k: __m128i) -> __m128i {
-    if DEC {
-        _mm_aesdec_si128(x, k)
-    } else {
-        _mm_aesenc_si128(x, k)
-    }
-}
-
-#[inline]
-#[target_feature(enable = "aes")]
-fn last<const DEC: bool>(x: __m128i, k: __m128i) -> __m128i {
-    if DEC {
-        _mm_aesdeclast_si128(x, k)
-    } else {
-        _mm_aesenclast_si128(x, k)
-    }
-}
-
-/// One block, whitened with `t`.
-#[inline]
-#[target_feature(enable = "aes,sse2")]
-pub(super) fn one_block<const NR: usize, const DEC: bool>(
-    rk: &[__m128i; 15],
-    x: __m128i,
-    t: __m128i,
-) -> __m128i {
-    let mut s = _mm_xor_si128(x, _mm_xor_si128(t, rk[0]));
-    for k in &rk[1..NR] {
-        s = round::<DEC>(s, *k);
-    }
-    last::<DEC>(s, _mm_xor_si128(rk[NR], t))
 }
 
 /// Encrypts each tweak in place with key2, eight at a time.
@@ -226,9 +138,9 @@ unsafe fn kernel<const NR: usize, const DEC: bool>(
         }
         for k in &rk[1..NR] {
             if DEC {
-                super::vaes::round_x8_sse!("aesdec", s, *k);
+                round_x8_sse!("aesdec", s, *k);
             } else {
-                super::vaes::round_x8_sse!("aesenc", s, *k);
+                round_x8_sse!("aesenc", s, *k);
             }
         }
         for j in 0..8 {

@@ -15,6 +15,8 @@ mod aesni;
 mod vaes;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_aes;
 
 #[cfg(target_arch = "aarch64")]
 mod armv8;
@@ -358,13 +360,13 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller checked `backend.is_available()`, so the CPU
             // has AES-NI (every VAES backend requires it too).
-            Backend::Aesni => Engine::Aesni(unsafe { aesni::expand(key1, key2) }),
+            Backend::Aesni => Engine::Aesni(unsafe { x86_aes::expand(key1, key2) }),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Backend::Vaes256 => Engine::Vaes256(unsafe { aesni::expand(key1, key2) }),
+            Backend::Vaes256 => Engine::Vaes256(unsafe { x86_aes::expand(key1, key2) }),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Backend::Vaes512 => Engine::Vaes512(unsafe { aesni::expand(key1, key2) }),
+            Backend::Vaes512 => Engine::Vaes512(unsafe { x86_aes::expand(key1, key2) }),
             #[cfg(target_arch = "aarch64")]
             // SAFETY: the caller checked that AES and PMULL are present.
             Backend::Armv8 => Engine::Armv8(unsafe { armv8::expand(key1, key2) }),
