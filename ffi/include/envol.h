@@ -1006,81 +1006,6 @@ enum envol_status envol_local_kms_describe_key(struct envol_local_kms *kms,
                                                enum envol_key_state *state,
                                                uint32_t *backing_versions);
 
-// Lets `grantee` perform `operations` (`n_ops` action names such as
-// `"kms:Decrypt"`, `"kms:GenerateDataKey"`) on `key_id`, limited by
-// `constraint_kind` (an `envol_grant_constraint`: 0 none, 1 the call's
-// context must equal `constraint`, 2 it must contain `constraint`).
-// With kind 0, `constraint_len` must be 0. `retiring_principal` (may be
-// NULL) may retire the grant besides the grantee. Needs
-// `kms:CreateGrant`.
-//
-// Writes the new grant's id, NUL-terminated, to `grant_id_out`, which
-// must have room for `ENVOL_GRANT_ID_SIZE` bytes: a smaller
-// `grant_id_cap` is `ENVOL_ERR_BUFFER_TOO_SMALL` before any grant is
-// made. An unknown action name or constraint kind is
-// `ENVOL_ERR_INVALID_ARGUMENT`; an invalid constraint context
-// `ENVOL_ERR_CONTEXT`.
-//
-// # Safety
-// `kms` NULL or a live handle; strings NULL or NUL-terminated;
-// `operations` NULL or valid for `n_ops` reads; `constraint` as for
-// every context argument; `grant_id_out` NULL or valid for
-// `grant_id_cap` writes.
-enum envol_status envol_local_kms_create_grant(struct envol_local_kms *kms,
-                                               const char *principal,
-                                               const char *key_id,
-                                               const char *grantee,
-                                               const char *const *operations,
-                                               size_t n_ops,
-                                               int constraint_kind,
-                                               const struct envol_kv *constraint,
-                                               size_t constraint_len,
-                                               const char *retiring_principal,
-                                               char *grant_id_out,
-                                               size_t grant_id_cap);
-
-// Retires grant `grant_id` of `key_id`: allowed for its grantee and its
-// retiring principal, or by policy (`kms:RetireGrant`). An unknown
-// grant is `ENVOL_ERR_KEY_NOT_FOUND`.
-//
-// # Safety
-// `kms` NULL or a live handle; strings NULL or NUL-terminated.
-enum envol_status envol_local_kms_retire_grant(struct envol_local_kms *kms,
-                                               const char *principal,
-                                               const char *key_id,
-                                               const char *grant_id);
-
-// Revokes grant `grant_id` of `key_id` (needs `kms:RevokeGrant`). An
-// unknown grant is `ENVOL_ERR_KEY_NOT_FOUND`.
-//
-// # Safety
-// As for [`envol_local_kms_retire_grant`].
-enum envol_status envol_local_kms_revoke_grant(struct envol_local_kms *kms,
-                                               const char *principal,
-                                               const char *key_id,
-                                               const char *grant_id);
-
-// Stores the number of grants on `key_id` in `*count` (needs
-// `kms:ListGrants`).
-//
-// # Safety
-// As for [`envol_local_kms_enable_key`]; `count` NULL or writable.
-enum envol_status envol_local_kms_grant_count(struct envol_local_kms *kms,
-                                              const char *principal,
-                                              const char *key_id,
-                                              size_t *count);
-
-// Stores in `*count` how many distinct encryption contexts (volumes)
-// `key_id` has wrapped data keys for: what deleting it would make
-// unreadable (needs `kms:ListProtectedVolumes`).
-//
-// # Safety
-// As for [`envol_local_kms_grant_count`].
-enum envol_status envol_local_kms_protected_volume_count(struct envol_local_kms *kms,
-                                                         const char *principal,
-                                                         const char *key_id,
-                                                         size_t *count);
-
 // Makes a fresh data key of `dek_len` bytes (32: XTS-AES-128, 64:
 // XTS-AES-256, else `ENVOL_ERR_KEY_LENGTH`) under master key `key_id`,
 // bound to the encryption context `ctx`; writes it in plaintext to
@@ -1164,6 +1089,81 @@ enum envol_status envol_local_kms_re_encrypt(struct envol_local_kms *kms,
 // `kms` NULL or a live handle; `out` NULL or writable.
 enum envol_status envol_local_kms_callbacks(struct envol_local_kms *kms,
                                             struct envol_kms_callbacks *out);
+
+// Lets `grantee` perform `operations` (`n_ops` action names such as
+// `"kms:Decrypt"`, `"kms:GenerateDataKey"`) on `key_id`, limited by
+// `constraint_kind` (an `envol_grant_constraint`: 0 none, 1 the call's
+// context must equal `constraint`, 2 it must contain `constraint`).
+// With kind 0, `constraint_len` must be 0. `retiring_principal` (may be
+// NULL) may retire the grant besides the grantee. Needs
+// `kms:CreateGrant`.
+//
+// Writes the new grant's id, NUL-terminated, to `grant_id_out`, which
+// must have room for `ENVOL_GRANT_ID_SIZE` bytes: a smaller
+// `grant_id_cap` is `ENVOL_ERR_BUFFER_TOO_SMALL` before any grant is
+// made. An unknown action name or constraint kind is
+// `ENVOL_ERR_INVALID_ARGUMENT`; an invalid constraint context
+// `ENVOL_ERR_CONTEXT`.
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated;
+// `operations` NULL or valid for `n_ops` reads; `constraint` as for
+// every context argument; `grant_id_out` NULL or valid for
+// `grant_id_cap` writes.
+enum envol_status envol_local_kms_create_grant(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               const char *grantee,
+                                               const char *const *operations,
+                                               size_t n_ops,
+                                               int constraint_kind,
+                                               const struct envol_kv *constraint,
+                                               size_t constraint_len,
+                                               const char *retiring_principal,
+                                               char *grant_id_out,
+                                               size_t grant_id_cap);
+
+// Retires grant `grant_id` of `key_id`: allowed for its grantee and its
+// retiring principal, or by policy (`kms:RetireGrant`). An unknown
+// grant is `ENVOL_ERR_KEY_NOT_FOUND`.
+//
+// # Safety
+// `kms` NULL or a live handle; strings NULL or NUL-terminated.
+enum envol_status envol_local_kms_retire_grant(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               const char *grant_id);
+
+// Revokes grant `grant_id` of `key_id` (needs `kms:RevokeGrant`). An
+// unknown grant is `ENVOL_ERR_KEY_NOT_FOUND`.
+//
+// # Safety
+// As for [`envol_local_kms_retire_grant`].
+enum envol_status envol_local_kms_revoke_grant(struct envol_local_kms *kms,
+                                               const char *principal,
+                                               const char *key_id,
+                                               const char *grant_id);
+
+// Stores the number of grants on `key_id` in `*count` (needs
+// `kms:ListGrants`).
+//
+// # Safety
+// As for [`envol_local_kms_enable_key`]; `count` NULL or writable.
+enum envol_status envol_local_kms_grant_count(struct envol_local_kms *kms,
+                                              const char *principal,
+                                              const char *key_id,
+                                              size_t *count);
+
+// Stores in `*count` how many distinct encryption contexts (volumes)
+// `key_id` has wrapped data keys for: what deleting it would make
+// unreadable (needs `kms:ListProtectedVolumes`).
+//
+// # Safety
+// As for [`envol_local_kms_grant_count`].
+enum envol_status envol_local_kms_protected_volume_count(struct envol_local_kms *kms,
+                                                         const char *principal,
+                                                         const char *key_id,
+                                                         size_t *count);
 
 // Checks one header copy on its own (a slot of `ENVOL_HEADER_SLOT_SIZE`
 // bytes): `ENVOL_OK` if it parses, else why not —
