@@ -7,29 +7,8 @@
 use envol::envelope::{Context, MAX_BLOB, MasterKey, WrappedKey, blob_len};
 use proptest::prelude::*;
 
-struct SeededRng(u64);
-impl rand_core::TryRng for SeededRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        // splitmix64: deterministic test randomness, not for keys in use.
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Ok(z ^ (z >> 31))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for c in dst.chunks_mut(8) {
-            let v = self.try_next_u64()?.to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for SeededRng {}
+mod common;
+use common::SeededRng;
 
 fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
     proptest::collection::btree_map("[a-z:/._-]{1,20}", "\\PC{0,40}", 0..8)

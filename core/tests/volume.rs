@@ -5,14 +5,17 @@
 #![allow(clippy::cast_possible_truncation)] // test data
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use aes::cipher::KeyInit;
 use envol::header::{self, CipherSuite, Header, HeaderError, Params, SLOT_SIZE};
 use envol::kms::policy::Policy;
-use envol::kms::{Clock, Kms, KmsError, LocalKms};
+use envol::kms::{Kms, KmsError, LocalKms};
 use envol::volume::{AttachedVolume, BlockDevice, MemDevice, Volume, VolumeError};
 use proptest::prelude::*;
+
+mod common;
+use common::{FakeClock, SeededRng};
 
 const POLICY: &str = r#"{"Statement":[
  {"Effect":"Allow","Principal":{"Envol":"hypervisor"},
@@ -22,40 +25,10 @@ const POLICY: &str = r#"{"Statement":[
  {"Effect":"Deny","Principal":{"Envol":"admin"},
   "Action":["kms:Decrypt","kms:GenerateDataKey*","kms:ReEncrypt*","kms:Encrypt"]}]}"#;
 
-struct FixedClock(Arc<AtomicU64>);
-impl Clock for FixedClock {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-struct Rng(u64);
-impl rand_core::TryRng for Rng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Ok(z ^ (z >> 31))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for c in dst.chunks_mut(8) {
-            let v = self.try_next_u64()?.to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Rng {}
-
 fn kms() -> LocalKms {
     let mut k = LocalKms::new(
-        Box::new(Rng(11)),
-        Box::new(FixedClock(Arc::new(AtomicU64::new(1_700_000_000)))),
+        Box::new(SeededRng(11)),
+        Box::new(FakeClock(Arc::new(AtomicU64::new(1_700_000_000)))),
         None,
     );
     k.set_service_policy("operator", Policy::allow_all(&["operator"]))
