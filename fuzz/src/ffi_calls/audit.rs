@@ -62,7 +62,7 @@ impl State {
     }
 
     pub(super) fn sink(&mut self, i: usize) -> &mut Sink {
-        // SAFETY: as for `fake`.
+        // SAFETY: as for `fake` (fake_kms.rs).
         unsafe { &mut *self.sinks[i % N_KMS] }
     }
 
@@ -88,7 +88,7 @@ impl State {
         let k = self.local(kms);
         let (mut buf, cap) = out_buf(out, envol_ffi::ENVOL_AUDIT_HEAD_SIZE);
         let mut len = Buf::typed::<usize>(len_null);
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s =
             st(unsafe { envol_ffi::envol_local_kms_audit_head(k, buf.cast(), cap, len.cast()) });
         match s {
@@ -342,7 +342,7 @@ impl State {
         let seq = first.wrapping_add(index as u64);
         let (mut buf, cap) = out_buf(out, 2048);
         let mut len = Buf::typed::<usize>(len_null);
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe {
             envol_ffi::envol_local_kms_audit_event_line(k, seq, buf.cast(), cap, len.cast())
         });

@@ -138,7 +138,7 @@ impl State {
     }
 
     pub(super) fn disk(&mut self, i: usize) -> &mut Disk {
-        // SAFETY: as for `fake`.
+        // SAFETY: as for `fake` (fake_kms.rs).
         let d = unsafe { &mut *self.disks[i % N_DISK] };
         if d.bytes.is_empty() {
             d.bytes = vec![0; DEFAULT_DISK];

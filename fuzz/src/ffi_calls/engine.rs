@@ -185,7 +185,7 @@ impl State {
         let (cp, i) = self.xts_ptr(ctx);
         let (kp, kl, kb) = self.key(key, hold, misalign);
         let before = self.xts.0.to_vec();
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe {
             match backend {
                 None => envol_ffi::envol_xts_init(cp, kp, kl),

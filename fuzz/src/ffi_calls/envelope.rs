@@ -39,7 +39,7 @@ impl State {
                 let (cp, cn, _) = hold.ctx(ctx, &self.params);
                 let (mut buf, cap) = out_buf(*out, envol::envelope::MAX_SECRET);
                 let mut len = Buf::typed::<usize>(*len_null);
-                // SAFETY: as above.
+                // SAFETY: every pointer NULL or valid as documented.
                 let s = st(unsafe {
                     envol_ffi::envol_envelope_open(m, bp, bl, cp, cn, buf.cast(), cap, len.cast())
                 });
@@ -76,7 +76,7 @@ impl State {
         let np = nonce.map_or(null(), |n| hold.keep(n.to_vec()).cast_const());
         let (mut buf, cap) = out_buf(out, MAX_BLOB);
         let mut len = Buf::typed::<usize>(len_null);
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe {
             envol_ffi::envol_envelope_seal(
                 mp,

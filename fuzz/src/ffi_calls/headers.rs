@@ -283,7 +283,7 @@ impl State {
         } else {
             pairs.cast()
         };
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe {
             envol_ffi::envol_header_context(pp, pairs_ptr, sbuf.cast(), cap, n.cast())
         });
@@ -356,7 +356,7 @@ impl State {
             }
         }
         let before = o.mem.clone();
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe { envol_ffi::envol_header_build(pp, bp, bl, sequence, dp, dl, o.ptr()) });
         if s != OK {
             assert_eq!(o.mem, before, "slot written on {s:?}");

@@ -591,7 +591,7 @@ impl State {
         let (p, _) = hold.s(principal, Role::Principal);
         let (id, _) = hold.s(key_id, Role::KeyId);
         let mut out = Buf::typed::<u64>(out_null);
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe {
             match what {
                 Manage::Enable => envol_ffi::envol_local_kms_enable_key(k, p, id),
@@ -646,7 +646,7 @@ impl State {
         let rp = r.map_or(null(), |r| hold.keep(r.to_vec()).cast_const());
         let (mut buf, cap) = out_buf(out, MAX_BUF);
         let mut len = Buf::typed::<usize>(len_null);
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe { envol_ffi::envol_local_kms_seal(k, rp, buf.cast(), cap, len.cast()) });
         match s {
             OK => {
@@ -700,7 +700,7 @@ impl State {
         let mut d = Buf::new(64, 16, usize::from(dek.misalign % 16), dek.null);
         let (mut b, cap) = out_buf(blob, MAX_BLOB);
         let mut len = Buf::typed::<usize>(len_null);
-        // SAFETY: as in `run`.
+        // SAFETY: every pointer NULL or valid as documented.
         let s = st(unsafe {
             envol_ffi::envol_local_kms_generate_data_key(
                 k,

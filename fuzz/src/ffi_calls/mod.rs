@@ -257,7 +257,7 @@ impl State {
                 continue;
             }
             let (mut first, mut now) = (0u64, 0u64);
-            // SAFETY: as above.
+            // SAFETY: a live handle; writable outputs (as in `failing_sinks`).
             let r = st(unsafe { envol_ffi::envol_local_kms_audit_range(h, &mut first, &mut now) });
             assert_eq!(r, OK);
             assert_eq!(now, next, "an event was recorded past a failing sink");

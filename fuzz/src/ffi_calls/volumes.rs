@@ -104,9 +104,10 @@ impl State {
                 let (dp, disk) = self.dev_table(*dev, &mut hold);
                 let (kp, svc) = self.kms_table(*kms, &mut hold);
                 let before = self.vol_bytes(i);
-                // SAFETY: as above; tables keep their contracts while the
-                // volume lives (disks and the fake live as long as the
-                // harness; volumes on a local handle close before it frees).
+                // SAFETY: every pointer NULL or valid as documented; tables
+                // keep their contracts while the volume lives (disks and the
+                // fake live as long as the harness; volumes on a local handle
+                // close before it frees).
                 let s = st(unsafe { envol_ffi::envol_volume_open(vp, dp, kp) });
                 if s == OK {
                     assert!(Self::vol_ok_ptr(*vol));
