@@ -30,7 +30,7 @@ int main(void) {
 #if PROBE >= 2
     {
         envol_block_device dev = {0, rd, wr, fl};
-        envol_kms_callbacks kms = {0, 0, 0, 0};
+        envol_kms_callbacks kms = {0};
         r |= (int)envol_volume_open(&vol, &dev, &kms);
         r |= (int)envol_volume_attach(&vol, "firmware");
         r |= (int)envol_volume_read(&vol, 0, sector, sizeof sector);
