@@ -148,6 +148,26 @@ pub(super) unsafe fn in_grant_id<'a>(ptr: *const c_char) -> Result<&'a str, envo
     }
 }
 
+/// Ends grant `grant_id` of `key_id` with `f` (retire or revoke).
+///
+/// # Safety
+/// As for [`envol_local_kms_retire_grant`].
+unsafe fn end_grant(
+    kms: *mut envol_local_kms,
+    principal: *const c_char,
+    key_id: *const c_char,
+    grant_id: *const c_char,
+    f: fn(&mut LocalKms, &str, &str, &str) -> Result<(), KmsError>,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        // SAFETY: the caller's contract.
+        let gid = try_status!(unsafe { in_grant_id(grant_id) });
+        // SAFETY: as above.
+        try_status!(unsafe { manage(kms, principal, key_id, |k, p, id| f(k, p, id, gid)) });
+        envol_status::ENVOL_OK
+    })
+}
+
 /// Retires grant `grant_id` of `key_id`: allowed for its grantee and its
 /// retiring principal, or by policy (`kms:RetireGrant`). An unknown
 /// grant is `ENVOL_ERR_KEY_NOT_FOUND`.
@@ -161,17 +181,8 @@ pub unsafe extern "C" fn envol_local_kms_retire_grant(
     key_id: *const c_char,
     grant_id: *const c_char,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract.
-        let gid = try_status!(unsafe { in_grant_id(grant_id) });
-        // SAFETY: as above.
-        try_status!(unsafe {
-            manage(kms, principal, key_id, |k, p, id| {
-                k.retire_grant(p, id, gid)
-            })
-        });
-        envol_status::ENVOL_OK
-    })
+    // SAFETY: the caller's contract.
+    unsafe { end_grant(kms, principal, key_id, grant_id, LocalKms::retire_grant) }
 }
 
 /// Revokes grant `grant_id` of `key_id` (needs `kms:RevokeGrant`). An
@@ -186,17 +197,8 @@ pub unsafe extern "C" fn envol_local_kms_revoke_grant(
     key_id: *const c_char,
     grant_id: *const c_char,
 ) -> envol_status {
-    guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract.
-        let gid = try_status!(unsafe { in_grant_id(grant_id) });
-        // SAFETY: as above.
-        try_status!(unsafe {
-            manage(kms, principal, key_id, |k, p, id| {
-                k.revoke_grant(p, id, gid)
-            })
-        });
-        envol_status::ENVOL_OK
-    })
+    // SAFETY: the caller's contract.
+    unsafe { end_grant(kms, principal, key_id, grant_id, LocalKms::revoke_grant) }
 }
 
 /// Stores the number of grants on `key_id` in `*count` (needs
