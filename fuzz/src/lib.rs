@@ -23,6 +23,17 @@ use envol::xts::{Backend, Xts};
 mod ffi_calls;
 pub use ffi_calls::{ffi_calls, seed_inputs as ffi_calls_seeds};
 
+/// Any bytes as one KMIP TTLV message: a typed error, or an item that
+/// re-encodes to exactly the same bytes.
+pub fn kmip_ttlv(data: &[u8]) {
+    use envol_kms::kmip::ttlv::Item;
+    if let Ok(item) = Item::decode(data) {
+        let again = item.encode().expect("a decoded item encodes");
+        assert_eq!(again.as_slice(), data, "encode(decode(m)) != m");
+        assert_eq!(Item::frame_len(data), Some(data.len()));
+    }
+}
+
 /// Any bytes as one header copy: a typed error or a header that re-encodes
 /// to the same bytes.
 pub fn header_parse(data: &[u8]) {
@@ -443,9 +454,31 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("xts_diff", "bytes", (0u8..=255).collect()),
         ("volume_attach", "fix-sequence", vec![1, 16, 0, 9]),
         (
+            "kmip_ttlv",
+            "pykmip-encrypt-request",
+            unhex(include_str!(
+                "../../kms/tests/data/kmip/pykmip-encrypt-request.hex"
+            )),
+        ),
+        (
+            "kmip_ttlv",
+            "pykmip-decrypt-request",
+            unhex(include_str!(
+                "../../kms/tests/data/kmip/pykmip-decrypt-request.hex"
+            )),
+        ),
+        (
             "volume_attach",
             "edit-sector-size",
             vec![1, 28, 0, 0, 29, 0, 2],
         ),
     ]
+}
+
+/// Bytes from hex text (the committed golden encodings).
+fn unhex(text: &str) -> Vec<u8> {
+    let t = text.trim().as_bytes();
+    t.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).expect("ascii"), 16).expect("hex"))
+        .collect()
 }

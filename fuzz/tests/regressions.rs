@@ -50,7 +50,8 @@ targets!(
     audit_verify,
     xts_diff,
     volume_attach,
-    ffi_calls
+    ffi_calls,
+    kmip_ttlv
 );
 
 #[test]

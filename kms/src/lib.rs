@@ -23,5 +23,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cache;
+#[cfg(feature = "kmip")]
+pub mod kmip;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
