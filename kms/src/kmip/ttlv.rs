@@ -201,15 +201,15 @@ impl Item {
             return Err(TtlvError::BadTag);
         }
         if let Value::BigInteger(v) = &self.value
-            && v.len() % 8 != 0
+            && !v.len().is_multiple_of(8)
         {
             return Err(TtlvError::BadLength);
         }
         let len = self.value_len();
         out.extend_from_slice(&self.tag.to_be_bytes()[1..]);
         out.push(self.type_byte());
-        // `len` is below MAX_MESSAGE, checked by `encode`.
-        out.extend_from_slice(&(len as u32).to_be_bytes());
+        let len32 = u32::try_from(len).map_err(|_| TtlvError::TooLarge)?;
+        out.extend_from_slice(&len32.to_be_bytes());
         match &self.value {
             Value::Structure(items) => {
                 for i in items {
@@ -295,7 +295,7 @@ fn read(bytes: &[u8], depth: usize, budget: &mut usize) -> Result<(Item, usize),
         0x02 => Value::Integer(i32::from_be_bytes(fixed(v)?)),
         0x03 => Value::LongInteger(i64::from_be_bytes(fixed(v)?)),
         0x04 => {
-            if len == 0 || len % 8 != 0 {
+            if len == 0 || !len.is_multiple_of(8) {
                 return Err(TtlvError::BadLength);
             }
             Value::BigInteger(v.to_vec())
