@@ -59,9 +59,12 @@ fn table_error(s: envol_status) -> bool {
 
 /// A failed create/open left the volume struct as it was — except that a
 /// never-zeroed struct (`VolScribble`; the contract asks for a zeroed one)
-/// may get its garbage state word reset to 0 when the call lets go of it.
+/// may get its garbage gate reset to zero (state word and in-flight count,
+/// the struct's first 16 bytes) when the call takes and lets go of it.
 fn unchanged_vol(before: &[u8], after: &[u8]) -> bool {
-    before == after || (after[..8] == [0; 8] && before[8..] == after[8..])
+    const GATE: usize = 16;
+    const _: () = assert!(size_of::<envol::gate::Gate>() == GATE);
+    before == after || (after[..GATE] == [0; GATE] && before[GATE..] == after[GATE..])
 }
 
 impl State {
