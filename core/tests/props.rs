@@ -7,7 +7,11 @@
 use aes::cipher::KeyInit;
 use envol::xts::{Backend, Error, Xts};
 use proptest::prelude::*;
+use rand_core::TryRng;
 use xts_mode::Xts128;
+
+mod common;
+use common::SeededRng;
 
 fn available() -> Vec<Backend> {
     Backend::ALL
@@ -243,27 +247,18 @@ fn every_backend_the_cpu_supports_passes_its_self_test() {
 /// place.
 #[test]
 fn fused_sector_runs_match_soft() {
-    fn fill(state: &mut u64, buf: &mut [u8]) {
-        for c in buf.chunks_mut(8) {
-            *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = *state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            let v = (z ^ (z >> 31)).to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-    }
+    let mut rng = SeededRng(0x5eed);
+    let mut fill = |buf: &mut [u8]| rng.try_fill_bytes(buf).unwrap();
     if Backend::Vaes512.cpu_supports() {
         assert!(
             Backend::Vaes512.is_available(),
             "vaes512 failed its self-test"
         );
     }
-    let mut state = 0x5eed_u64;
     let mut compared = Vec::new();
     for klen in [32usize, 64] {
         let mut key = vec![0u8; klen];
-        fill(&mut state, &mut key);
+        fill(&mut key);
         let soft = Xts::with_backend(&key, Backend::Soft).unwrap();
         for b in available().into_iter().filter(|b| *b != Backend::Soft) {
             let xts = Xts::with_backend(&key, b).unwrap();
@@ -271,9 +266,9 @@ fn fused_sector_runs_match_soft() {
                 for count in 1usize..=40 {
                     let len = sector * count;
                     let mut data = vec![0u8; len];
-                    fill(&mut state, &mut data);
+                    fill(&mut data);
                     let mut word = [0u8; 8];
-                    fill(&mut state, &mut word);
+                    fill(&mut word);
                     // Now and then a run that ends at sector 2^64 - 1.
                     let start = if count % 7 == 0 {
                         u64::MAX - (count as u64 - 1)

@@ -477,8 +477,5 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 
 /// Bytes from hex text (the committed golden encodings).
 fn unhex(text: &str) -> Vec<u8> {
-    let t = text.trim().as_bytes();
-    t.chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).expect("ascii"), 16).expect("hex"))
-        .collect()
+    hex::decode(text.trim()).expect("golden hex")
 }

@@ -1,14 +1,12 @@
 use super::*;
 
+/// Bytes from hex written with spaces and `|` between fields.
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '|')
         .collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    ::hex::decode(s).unwrap()
 }
 
 fn bytes(v: &[u8]) -> Value {
