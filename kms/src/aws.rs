@@ -38,8 +38,10 @@ use zeroize::{Zeroize, Zeroizing};
 
 mod config;
 
+pub use crate::retry::RetryPolicy;
+use crate::retry::backoff;
 use config::*;
-pub use config::{AwsConfig, AwsCredentials, ConfigError, RetryPolicy};
+pub use config::{AwsConfig, AwsCredentials, ConfigError};
 
 /// Largest response body read from the service.
 const MAX_RESPONSE: u64 = 64 * 1024;
@@ -442,21 +444,6 @@ fn transport_error(e: &ureq::Error) -> ServiceError {
         code: code.into(),
         message: e.to_string(),
     }
-}
-
-/// Full-jitter exponential backoff before retry number `attempt` (1-based).
-fn backoff(p: RetryPolicy, attempt: u32) -> Duration {
-    let exp = p
-        .base_delay
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(p.max_delay);
-    let mut r = [0u8; 4];
-    let frac = if getrandom::fill(&mut r).is_ok() {
-        f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX)
-    } else {
-        1.0
-    };
-    exp.mul_f64(frac)
 }
 
 fn sha256_hex(data: &[u8]) -> String {

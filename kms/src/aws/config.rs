@@ -25,32 +25,6 @@ impl fmt::Debug for AwsCredentials {
     }
 }
 
-/// Retries: how many attempts, how long to wait between them, and the most
-/// time one call may take in all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per call, the first included (at least 1).
-    pub max_attempts: u32,
-    /// First backoff; doubles per retry, with full jitter.
-    pub base_delay: Duration,
-    /// Longest single backoff.
-    pub max_delay: Duration,
-    /// No retry starts once this much time has passed since the first
-    /// attempt (the attempt in flight still has its own timeout).
-    pub budget: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
-            budget: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Where and how to reach AWS KMS.
 #[derive(Clone, Debug)]
 pub struct AwsConfig {

@@ -146,18 +146,6 @@ fn cleartext_only_to_loopback_or_when_asked() {
 }
 
 #[test]
-fn backoff_is_capped_and_jittered() {
-    let p = RetryPolicy::default();
-    for attempt in 1..40 {
-        let d = backoff(p, attempt);
-        assert!(d <= p.max_delay);
-        assert!(d <= p.base_delay * (1 << (attempt - 1).min(16)));
-    }
-    let samples: Vec<_> = (0..32).map(|_| backoff(p, 3)).collect();
-    assert!(samples.iter().any(|d| *d != samples[0]), "no jitter");
-}
-
-#[test]
 fn payload_hash_matches_the_sigv4_test_suite() {
     // SHA-256 of the empty payload, as in every SigV4 example request.
     assert_eq!(
