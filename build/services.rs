@@ -9,11 +9,13 @@ fn services() {
     println!("cargo::rustc-check-cfg=cfg(envol_no_moto_endpoint)");
     println!("cargo::rustc-check-cfg=cfg(envol_no_softhsm)");
     println!("cargo::rustc-check-cfg=cfg(envol_no_nbd_tools)");
+    println!("cargo::rustc-check-cfg=cfg(envol_no_pykmip)");
     for v in [
         "CI",
         "ENVOL_REQUIRE_SERVICES",
         "ENVOL_MOTO_ENDPOINT",
         "ENVOL_PKCS11_MODULE",
+        "ENVOL_PYKMIP_SERVER",
         "PATH",
     ] {
         println!("cargo::rerun-if-env-changed={v}");
@@ -38,6 +40,14 @@ fn services() {
         .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into());
     if !std::path::Path::new(&module).is_file() {
         println!("cargo::rustc-cfg=envol_no_softhsm");
+    }
+    // The KMIP tests start PyKMIP's server with certificates `openssl` makes.
+    let pykmip = std::env::var_os("ENVOL_PYKMIP_SERVER")
+        .filter(|p| !p.is_empty())
+        .is_some_and(|p| std::path::Path::new(&p).is_file())
+        || on_path("pykmip-server");
+    if !(pykmip && on_path("openssl")) {
+        println!("cargo::rustc-cfg=envol_no_pykmip");
     }
     // The nbdkit plugin's tests: the server, its headers, the clients and
     // an independent AES-XTS (Python's `cryptography`).

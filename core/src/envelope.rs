@@ -80,6 +80,10 @@ pub enum Algorithm {
     /// An AWS KMS `CiphertextBlob`, carried as is: AWS binds it to the
     /// encryption context, envol adds the key id and framing. Code 3.
     AwsKms,
+    /// AES-256-GCM computed by a KMIP key server (its Encrypt and Decrypt
+    /// operations) under a key that stays on the server; same layout and
+    /// associated data as [`Algorithm::Aes256Gcm`]. Code 4.
+    KmipAes256Gcm,
 }
 
 impl Algorithm {
@@ -89,6 +93,7 @@ impl Algorithm {
             Algorithm::Aes256Gcm => 1,
             Algorithm::Pkcs11Aes256Gcm => 2,
             Algorithm::AwsKms => 3,
+            Algorithm::KmipAes256Gcm => 4,
         }
     }
 
@@ -98,6 +103,7 @@ impl Algorithm {
             1 => Some(Algorithm::Aes256Gcm),
             2 => Some(Algorithm::Pkcs11Aes256Gcm),
             3 => Some(Algorithm::AwsKms),
+            4 => Some(Algorithm::KmipAes256Gcm),
             _ => None,
         }
     }

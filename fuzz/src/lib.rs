@@ -24,13 +24,23 @@ mod ffi_calls;
 pub use ffi_calls::{ffi_calls, seed_inputs as ffi_calls_seeds};
 
 /// Any bytes as one KMIP TTLV message: a typed error, or an item that
-/// re-encodes to exactly the same bytes.
+/// re-encodes to exactly the same bytes and, read as a response, a payload,
+/// a failure or `Malformed`.
 pub fn kmip_ttlv(data: &[u8]) {
+    use envol_kms::kmip::protocol::{self, Answer, Operation, tag};
     use envol_kms::kmip::ttlv::Item;
     if let Ok(item) = Item::decode(data) {
         let again = item.encode().expect("a decoded item encodes");
         assert_eq!(again.as_slice(), data, "encode(decode(m)) != m");
         assert_eq!(Item::frame_len(data), Some(data.len()));
+        // Whatever a server answers is a payload, a failure or Malformed;
+        // the readers of a payload are total too.
+        if let Ok(Answer::Success(p)) = protocol::parse_response(&item, Operation::Decrypt) {
+            let _ = protocol::located(&p);
+            let _ = protocol::state_of(&p);
+            let _ = protocol::bytes_of(&p, tag::DATA);
+            let _ = protocol::text_of(&p, tag::UNIQUE_IDENTIFIER);
+        }
     }
 }
 
@@ -465,6 +475,27 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "pykmip-decrypt-request",
             unhex(include_str!(
                 "../../kms/tests/data/kmip/pykmip-decrypt-request.hex"
+            )),
+        ),
+        (
+            "kmip_ttlv",
+            "pykmip-encrypt-response",
+            unhex(include_str!(
+                "../../kms/tests/data/kmip/pykmip-encrypt-response.hex"
+            )),
+        ),
+        (
+            "kmip_ttlv",
+            "pykmip-decrypt-failure-response",
+            unhex(include_str!(
+                "../../kms/tests/data/kmip/pykmip-decrypt-failure-response.hex"
+            )),
+        ),
+        (
+            "kmip_ttlv",
+            "pykmip-get-attributes-response",
+            unhex(include_str!(
+                "../../kms/tests/data/kmip/pykmip-get-attributes-response.hex"
             )),
         ),
         (

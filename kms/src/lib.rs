@@ -27,3 +27,5 @@ pub mod cache;
 pub mod kmip;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
+#[cfg(any(feature = "aws", feature = "kmip"))]
+pub mod retry;
