@@ -1,6 +1,7 @@
 /*
  * remote_kms.c - a hypervisor's volume lifecycle with the master keys in AWS
- * KMS (or a compatible endpoint) or inside a PKCS#11 HSM, through envol's C
+ * KMS (or a compatible endpoint), inside a PKCS#11 HSM or on a KMIP key
+ * server, through envol's C
  * ABI: create a volume, write, detach, attach (the data key unwrapped by the
  * service, or by the cache in front of it), read back, rewrap under a second
  * master key, detach, attach, read back.
@@ -25,7 +26,14 @@
  *   [ENVOL_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so] [ENVOL_CREATE_KEYS=1] \
  *   ENVOL_KEY_ID=disk-key ENVOL_KEY_ID_2=disk-key-2 ./remote_kms
  *
- * (ENVOL_CREATE_KEYS=1 creates the two master keys in the token first.)
+ * KMIP (a key server that accepts this client's certificate; TLS 1.2+):
+ *
+ *   ENVOL_KMS=kmip ENVOL_KMIP_ADDRESS=kms.example:5696 ENVOL_KMIP_CA=ca.pem \
+ *   ENVOL_KMIP_CERT=client.pem ENVOL_KMIP_KEY=client.key [ENVOL_CREATE_KEYS=1] \
+ *   ENVOL_KEY_ID=disk-key ENVOL_KEY_ID_2=disk-key-2 ./remote_kms
+ *
+ * (ENVOL_CREATE_KEYS=1 creates the two master keys in the token or on the
+ * KMIP server first.)
  * Exit status 0 only if every step behaved as expected.
  */
 
@@ -145,8 +153,16 @@ int main(void)
             expect_status(envol_pkcs11_kms_create_key(kms, key1), ENVOL_OK, "create master key 1");
             expect_status(envol_pkcs11_kms_create_key(kms, key2), ENVOL_OK, "create master key 2");
         }
+    } else if (strcmp(which, "kmip") == 0) {
+        /* NULL: everything from ENVOL_KMIP_*; a struct overrides. */
+        st = envol_kmip_kms_new(NULL, &kms);
+        printf("[1] KMIP server at %s\n", env_or("ENVOL_KMIP_ADDRESS", "(unset)"));
+        if (st == ENVOL_OK && getenv("ENVOL_CREATE_KEYS") != NULL) {
+            expect_status(envol_kmip_kms_create_key(kms, key1), ENVOL_OK, "create master key 1");
+            expect_status(envol_kmip_kms_create_key(kms, key2), ENVOL_OK, "create master key 2");
+        }
     } else {
-        fprintf(stderr, "set ENVOL_KMS to aws or pkcs11\n");
+        fprintf(stderr, "set ENVOL_KMS to aws, pkcs11 or kmip\n");
         return 2;
     }
     expect_status(st, ENVOL_OK, "connect");

@@ -299,9 +299,9 @@ typedef enum envol_lease_state {
 // holds the handle's lock for its duration.
 typedef struct envol_local_kms envol_local_kms;
 
-// AWS KMS or a PKCS#11 token as an opaque handle (hosted builds with the
-// `remote` feature). Create with `envol_aws_kms_new` or
-// `envol_pkcs11_kms_new`, optionally add a cache with
+// AWS KMS, a PKCS#11 token or a KMIP server as an opaque handle (hosted
+// builds with the `remote` feature). Create with `envol_aws_kms_new`,
+// `envol_pkcs11_kms_new` or `envol_kmip_kms_new`, optionally add a cache with
 // `envol_remote_kms_enable_cache`, get its callback table with
 // `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. Safe
 // to share between threads: calls on one handle take turns (each holds
@@ -540,6 +540,26 @@ typedef struct envol_aws_config {
   // included (0: 4).
   uint32_t max_attempts;
 } envol_aws_config;
+
+// Settings for `envol_kmip_kms_new`. Every string may be NULL: it is then
+// taken from the environment (`ENVOL_KMIP_ADDRESS`, `ENVOL_KMIP_CA`,
+// `ENVOL_KMIP_CERT`, `ENVOL_KMIP_KEY`, `ENVOL_KMIP_SERVER_NAME`).
+typedef struct envol_kmip_config {
+  // The server, `host:port` or `host` (port 5696).
+  const char *address;
+  // The name the server's certificate must carry (NULL: the host).
+  const char *server_name;
+  // PEM file of the CA certificate(s) that signed the server's.
+  const char *ca_path;
+  // PEM file of this client's certificate (its identity on the server).
+  const char *cert_path;
+  // PEM file of this client's private key.
+  const char *key_path;
+  // Timeout of one attempt in milliseconds (0: 5000).
+  uint32_t timeout_ms;
+  // Attempts per call, reconnections included (0: 4).
+  uint32_t max_attempts;
+} envol_kmip_config;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1684,6 +1704,31 @@ enum envol_status envol_envelope_open(const uint8_t master_key[32],
 enum envol_status envol_aws_kms_new(const struct envol_aws_config *cfg,
                                     struct envol_remote_kms **out);
 
+// Connects to the KMIP server `cfg` names (NULL: all from the
+// environment) over TLS with this client's certificate, and stores the
+// handle in `*out`. The certificate files are read now; nothing is sent
+// until the first call. A missing setting, an address that is not
+// `host[:port]` or a file that holds no usable PEM certificate or key is
+// `ENVOL_ERR_INVALID_ARGUMENT`.
+//
+// Master keys are AES-256 objects on the server, named by the key id;
+// data keys are drawn on this host and wrapped by the server's AES-GCM,
+// the blob header and encryption context as additional authenticated
+// data. Dropped, refused or timed-out connections are retried on a new
+// connection with jittered exponential backoff within the attempt count
+// and 10 s in all, then reported as `ENVOL_ERR_KMS_UNAVAILABLE`. A client
+// certificate the server refuses is `ENVOL_ERR_ACCESS_DENIED`, a revoked
+// key `ENVOL_ERR_KEY_DISABLED`, an unknown or destroyed one
+// `ENVOL_ERR_KEY_NOT_FOUND`, a blob that does not verify
+// `ENVOL_ERR_INVALID_CIPHERTEXT`. The server authorises the certificate's
+// identity; the `principal` argument of the callbacks is not sent.
+//
+// # Safety
+// `cfg` NULL or readable, its strings NULL or NUL-terminated; `out` NULL
+// or writable.
+enum envol_status envol_kmip_kms_new(const struct envol_kmip_config *cfg,
+                                     struct envol_remote_kms **out);
+
 // Opens the PKCS#11 token labelled `token_label` through the module at
 // `module_path` (NULL: `$ENVOL_PKCS11_MODULE`, else SoftHSM2's
 // `/usr/lib/softhsm/libsofthsm2.so`), logs in as the user with `user_pin`,
@@ -1708,6 +1753,15 @@ enum envol_status envol_pkcs11_kms_new(const char *module_path,
 // # Safety
 // `kms` NULL or a live handle; `key_id` NULL or NUL-terminated.
 enum envol_status envol_pkcs11_kms_create_key(struct envol_remote_kms *kms, const char *key_id);
+
+// Creates master key `key_id` on the handle's KMIP server (an AES-256
+// object named `key_id`, usage Encrypt and Decrypt, activated). A name
+// an object visible to this client already has is
+// `ENVOL_ERR_INVALID_ARGUMENT`; a handle that is not a KMIP one too.
+//
+// # Safety
+// `kms` NULL or a live handle; `key_id` NULL or NUL-terminated.
+enum envol_status envol_kmip_kms_create_key(struct envol_remote_kms *kms, const char *key_id);
 
 // Puts a bounded cache of unwrapped data keys in front of the handle's
 // service: an attach of a volume whose key the same principal unwrapped

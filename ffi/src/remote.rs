@@ -1,6 +1,6 @@
 //! Key services beyond the reference one, for C (hosted builds with the
-//! `remote` feature): AWS KMS (or a compatible endpoint) and a PKCS#11 HSM,
-//! each as an opaque `envol_remote_kms` handle that hands out the same
+//! `remote` feature): AWS KMS (or a compatible endpoint), a PKCS#11 HSM and
+//! a KMIP key server, each as an opaque `envol_remote_kms` handle that hands out the same
 //! `envol_kms_callbacks` table as the reference service, so volumes and
 //! `envol_xts_init_from_blob` run on it unchanged. An optional bounded
 //! cache of unwrapped data keys can be put in front of either.
@@ -17,6 +17,7 @@ use envol::kms::{Kms, KmsError};
 use envol::xts::KeySize;
 use envol_kms::aws::{AwsConfig, AwsKms};
 use envol_kms::cache::{CacheLimits, CachingKms};
+use envol_kms::kmip::{self, KmipConfig, KmipKms};
 use envol_kms::pkcs11::{AuthPin, Pkcs11Config, Pkcs11Kms};
 use zeroize::Zeroizing;
 
@@ -54,10 +55,33 @@ pub struct envol_aws_config {
     pub max_attempts: u32,
 }
 
+/// Settings for `envol_kmip_kms_new`. Every string may be NULL: it is then
+/// taken from the environment (`ENVOL_KMIP_ADDRESS`, `ENVOL_KMIP_CA`,
+/// `ENVOL_KMIP_CERT`, `ENVOL_KMIP_KEY`, `ENVOL_KMIP_SERVER_NAME`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct envol_kmip_config {
+    /// The server, `host:port` or `host` (port 5696).
+    pub address: *const c_char,
+    /// The name the server's certificate must carry (NULL: the host).
+    pub server_name: *const c_char,
+    /// PEM file of the CA certificate(s) that signed the server's.
+    pub ca_path: *const c_char,
+    /// PEM file of this client's certificate (its identity on the server).
+    pub cert_path: *const c_char,
+    /// PEM file of this client's private key.
+    pub key_path: *const c_char,
+    /// Timeout of one attempt in milliseconds (0: 5000).
+    pub timeout_ms: u32,
+    /// Attempts per call, reconnections included (0: 4).
+    pub max_attempts: u32,
+}
+
 /// The services a handle can hold.
 enum Service {
     Aws(Box<AwsKms>),
     Pkcs11(Box<Pkcs11Kms>),
+    Kmip(Box<KmipKms>),
 }
 
 impl Service {
@@ -65,6 +89,7 @@ impl Service {
         match self {
             Service::Aws(k) => &mut **k,
             Service::Pkcs11(k) => &mut **k,
+            Service::Kmip(k) => &mut **k,
         }
     }
 }
@@ -76,9 +101,9 @@ enum Held {
     Cached(CachingKms<Service>),
 }
 
-/// AWS KMS or a PKCS#11 token as an opaque handle (hosted builds with the
-/// `remote` feature). Create with `envol_aws_kms_new` or
-/// `envol_pkcs11_kms_new`, optionally add a cache with
+/// AWS KMS, a PKCS#11 token or a KMIP server as an opaque handle (hosted
+/// builds with the `remote` feature). Create with `envol_aws_kms_new`,
+/// `envol_pkcs11_kms_new` or `envol_kmip_kms_new`, optionally add a cache with
 /// `envol_remote_kms_enable_cache`, get its callback table with
 /// `envol_remote_kms_callbacks`, free with `envol_remote_kms_free`. Safe
 /// to share between threads: calls on one handle take turns (each holds
@@ -297,6 +322,85 @@ pub unsafe extern "C" fn envol_aws_kms_new(
     })
 }
 
+/// Connects to the KMIP server `cfg` names (NULL: all from the
+/// environment) over TLS with this client's certificate, and stores the
+/// handle in `*out`. The certificate files are read now; nothing is sent
+/// until the first call. A missing setting, an address that is not
+/// `host[:port]` or a file that holds no usable PEM certificate or key is
+/// `ENVOL_ERR_INVALID_ARGUMENT`.
+///
+/// Master keys are AES-256 objects on the server, named by the key id;
+/// data keys are drawn on this host and wrapped by the server's AES-GCM,
+/// the blob header and encryption context as additional authenticated
+/// data. Dropped, refused or timed-out connections are retried on a new
+/// connection with jittered exponential backoff within the attempt count
+/// and 10 s in all, then reported as `ENVOL_ERR_KMS_UNAVAILABLE`. A client
+/// certificate the server refuses is `ENVOL_ERR_ACCESS_DENIED`, a revoked
+/// key `ENVOL_ERR_KEY_DISABLED`, an unknown or destroyed one
+/// `ENVOL_ERR_KEY_NOT_FOUND`, a blob that does not verify
+/// `ENVOL_ERR_INVALID_CIPHERTEXT`. The server authorises the certificate's
+/// identity; the `principal` argument of the callbacks is not sent.
+///
+/// # Safety
+/// `cfg` NULL or readable, its strings NULL or NUL-terminated; `out` NULL
+/// or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_kmip_kms_new(
+    cfg: *const envol_kmip_config,
+    out: *mut *mut envol_remote_kms,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        if out.is_null() {
+            return envol_status::ENVOL_ERR_NULL_POINTER;
+        }
+        let c = if cfg.is_null() {
+            envol_kmip_config {
+                address: core::ptr::null(),
+                server_name: core::ptr::null(),
+                ca_path: core::ptr::null(),
+                cert_path: core::ptr::null(),
+                key_path: core::ptr::null(),
+                timeout_ms: 0,
+                max_attempts: 0,
+            }
+        } else {
+            // SAFETY: readable per the contract.
+            unsafe { cfg.read_unaligned() }
+        };
+        // SAFETY: the strings' contract, field by field.
+        let fields = try_status!(unsafe {
+            (|| -> Result<_, envol_status> {
+                Ok([
+                    (kmip::ENV_ADDRESS, opt_str(c.address)?),
+                    (kmip::ENV_SERVER_NAME, opt_str(c.server_name)?),
+                    (kmip::ENV_CA, opt_str(c.ca_path)?),
+                    (kmip::ENV_CERT, opt_str(c.cert_path)?),
+                    (kmip::ENV_KEY, opt_str(c.key_path)?),
+                ])
+            })()
+        });
+        let lookup = |name: &str| match fields.iter().find(|(k, _)| *k == name) {
+            Some((_, Some(v))) => Some(String::from(*v)),
+            _ => std::env::var(name).ok(),
+        };
+        let mut config = try_status!(
+            KmipConfig::from_env_with(&lookup)
+                .map_err(|_| envol_status::ENVOL_ERR_INVALID_ARGUMENT)
+        );
+        if c.timeout_ms != 0 {
+            config.timeout = Duration::from_millis(u64::from(c.timeout_ms));
+        }
+        if c.max_attempts != 0 {
+            config.retry.max_attempts = c.max_attempts;
+        }
+        let kms =
+            try_status!(KmipKms::new(config).map_err(|_| envol_status::ENVOL_ERR_INVALID_ARGUMENT));
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { publish(out, Service::Kmip(Box::new(kms))) };
+        envol_status::ENVOL_OK
+    })
+}
+
 /// Opens the PKCS#11 token labelled `token_label` through the module at
 /// `module_path` (NULL: `$ENVOL_PKCS11_MODULE`, else SoftHSM2's
 /// `/usr/lib/softhsm/libsofthsm2.so`), logs in as the user with `user_pin`,
@@ -351,27 +455,64 @@ pub unsafe extern "C" fn envol_pkcs11_kms_create_key(
     key_id: *const c_char,
 ) -> envol_status {
     guard!(envol_status::ENVOL_ERR_INTERNAL, {
-        // SAFETY: the caller's contract.
-        let mut h = try_status!(unsafe { handle(kms) });
-        // SAFETY: the caller's contract.
-        let id = try_status!(unsafe { crate::kms::in_key_id(key_id) });
-        let Some(svc) = pkcs11_of(&mut h) else {
-            return envol_status::ENVOL_ERR_INVALID_ARGUMENT;
-        };
-        try_status!(svc.create_key(id).map_err(envol_status::from));
-        envol_status::ENVOL_OK
+        // SAFETY: forwarded contract.
+        unsafe {
+            create_key(kms, key_id, |s, id| match s {
+                Service::Pkcs11(k) => Some(k.create_key(id)),
+                _ => None,
+            })
+        }
     })
 }
 
-/// The PKCS#11 service behind a handle, cached or not.
-fn pkcs11_of(h: &mut Option<Held>) -> Option<&mut Pkcs11Kms> {
-    let service = match h.as_mut()? {
-        Held::Plain(s) => s,
-        Held::Cached(c) => c.inner_mut(),
+/// Creates master key `key_id` on the handle's KMIP server (an AES-256
+/// object named `key_id`, usage Encrypt and Decrypt, activated). A name
+/// an object visible to this client already has is
+/// `ENVOL_ERR_INVALID_ARGUMENT`; a handle that is not a KMIP one too.
+///
+/// # Safety
+/// `kms` NULL or a live handle; `key_id` NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envol_kmip_kms_create_key(
+    kms: *mut envol_remote_kms,
+    key_id: *const c_char,
+) -> envol_status {
+    guard!(envol_status::ENVOL_ERR_INTERNAL, {
+        // SAFETY: forwarded contract.
+        unsafe {
+            create_key(kms, key_id, |s, id| match s {
+                Service::Kmip(k) => Some(k.create_key(id).map(|_| ())),
+                _ => None,
+            })
+        }
+    })
+}
+
+/// Creates a master key with the handle's service, if `create` serves
+/// that kind of service (`None`: it does not).
+///
+/// # Safety
+/// `kms` NULL or a live handle; `key_id` NULL or NUL-terminated.
+unsafe fn create_key(
+    kms: *mut envol_remote_kms,
+    key_id: *const c_char,
+    create: impl FnOnce(&mut Service, &str) -> Option<Result<(), KmsError>>,
+) -> envol_status {
+    // SAFETY: the caller's contract.
+    let mut h = try_status!(unsafe { handle(kms) });
+    // SAFETY: the caller's contract.
+    let id = try_status!(unsafe { crate::kms::in_key_id(key_id) });
+    let service = match h.as_mut() {
+        Some(Held::Plain(s)) => s,
+        Some(Held::Cached(c)) => c.inner_mut(),
+        None => return envol_status::ENVOL_ERR_INTERNAL,
     };
-    match service {
-        Service::Pkcs11(k) => Some(&mut **k),
-        Service::Aws(_) => None,
+    match create(service, id) {
+        None => envol_status::ENVOL_ERR_INVALID_ARGUMENT,
+        Some(r) => {
+            try_status!(r.map_err(envol_status::from));
+            envol_status::ENVOL_OK
+        }
     }
 }
 

@@ -365,6 +365,68 @@ mod volume_abi;
 /// live `envol_xts` overwrote its engine, and the next call crashed).
 mod overlap_abi;
 
+/// `ffi/examples/remote_kms.c` built against a library with the `remote`
+/// feature (one nested build in `target/ctest-remote`, shared by the tests
+/// that run it; concurrent tests wait for each other on cargo's lock).
+#[cfg(target_arch = "x86_64")]
+fn remote_kms_example() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let ws = workspace_dir();
+        let out_dir = ws.join("target").join("ctest-remote");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(&ws)
+            .env("CARGO_TARGET_DIR", &out_dir)
+            .env_remove("CARGO_BUILD_TARGET")
+            .args([
+                "build",
+                "-p",
+                "envol-ffi",
+                "--release",
+                "--features",
+                "remote",
+            ]);
+        run(
+            &mut build,
+            "nested `cargo build -p envol-ffi --release --features remote`",
+        );
+        let lib = out_dir.join("release").join("libenvol.a");
+        let exe = out_dir.join("remote_kms");
+        compile_c(
+            &crate_dir().join("examples").join("remote_kms.c"),
+            &lib,
+            &exe,
+            &[],
+            "remote_kms.c build",
+        );
+        exe
+    })
+    .clone()
+}
+
+/// A fresh scratch directory next to the example, for one test's service.
+#[cfg(target_arch = "x86_64")]
+fn remote_kms_scratch(what: &str) -> PathBuf {
+    remote_kms_example().with_file_name(format!("{what}-{}", std::process::id()))
+}
+
+/// Runs the remote example and checks it ended well.
+#[cfg(target_arch = "x86_64")]
+fn remote_kms_example_passes(cmd: &mut Command, what: &str) {
+    let out = run(cmd, what);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("--- {what}\n{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l == "done: every step behaved as expected"),
+        "{what}: did not end with `done: every step behaved as expected`"
+    );
+}
+
 /// `ffi/examples/remote_kms.c` against a library built with the `remote`
 /// feature: the volume lifecycle with master keys in AWS KMS (moto at
 /// `ENVOL_MOTO_ENDPOINT`, which `.ci/run` starts) and inside a SoftHSM2
@@ -387,46 +449,7 @@ fn remote_kms_example_runs_on_moto_and_softhsm() {
         moto.is_some() && hsm,
         "needs ENVOL_MOTO_ENDPOINT (moto) {moto:?} and SoftHSM2 at {module} ({hsm})"
     );
-    let ws = workspace_dir();
-    let out_dir = ws.join("target").join("ctest-remote");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(&ws)
-        .env("CARGO_TARGET_DIR", &out_dir)
-        .env_remove("CARGO_BUILD_TARGET")
-        .args([
-            "build",
-            "-p",
-            "envol-ffi",
-            "--release",
-            "--features",
-            "remote",
-        ]);
-    run(
-        &mut build,
-        "nested `cargo build -p envol-ffi --release --features remote`",
-    );
-    let lib = out_dir.join("release").join("libenvol.a");
-    let exe = out_dir.join("remote_kms");
-    compile_c(
-        &crate_dir().join("examples").join("remote_kms.c"),
-        &lib,
-        &exe,
-        &[],
-        "remote_kms.c build",
-    );
-    let finished = |stdout: &str, what: &str| {
-        println!("--- {what}\n{stdout}");
-        assert!(
-            stdout
-                .lines()
-                .last()
-                .is_some_and(|l| l == "done: every step behaved as expected"),
-            "{what}: did not end with `done: every step behaved as expected`"
-        );
-    };
-
+    let exe = remote_kms_example();
     if let Some(endpoint) = moto {
         let mut admin = envol_kms::aws::AwsKms::new(envol_kms::aws::AwsConfig::new(
             endpoint.clone(),
@@ -457,15 +480,11 @@ fn remote_kms_example_runs_on_moto_and_softhsm() {
             .env_remove("AWS_PROFILE")
             .env("ENVOL_KEY_ID", &a)
             .env("ENVOL_KEY_ID_2", &b);
-        let out = run(&mut cmd, "remote_kms on AWS KMS (moto)");
-        finished(
-            &String::from_utf8_lossy(&out.stdout),
-            "remote_kms on AWS KMS (moto)",
-        );
+        remote_kms_example_passes(&mut cmd, "remote_kms on AWS KMS (moto)");
     }
 
     if hsm {
-        let dir = out_dir.join(format!("softhsm-{}", std::process::id()));
+        let dir = remote_kms_scratch("softhsm");
         let tokens = dir.join("tokens");
         std::fs::create_dir_all(&tokens).unwrap();
         let conf = dir.join("softhsm2.conf");
@@ -498,11 +517,33 @@ fn remote_kms_example_runs_on_moto_and_softhsm() {
             .env("ENVOL_CREATE_KEYS", "1")
             .env("ENVOL_KEY_ID", "disk-key")
             .env("ENVOL_KEY_ID_2", "disk-key-2");
-        let out = run(&mut cmd, "remote_kms on a PKCS#11 token (SoftHSM2)");
-        finished(
-            &String::from_utf8_lossy(&out.stdout),
-            "remote_kms on a PKCS#11 token (SoftHSM2)",
-        );
+        remote_kms_example_passes(&mut cmd, "remote_kms on a PKCS#11 token (SoftHSM2)");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `ffi/examples/remote_kms.c` on a KMIP server: PyKMIP's, started here on
+/// 127.0.0.1 with certificates this test makes; the example creates its
+/// two master keys on the server through `envol_kmip_kms_create_key`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[cfg_attr(envol_no_pykmip, ignore = "needs pykmip-server and openssl")]
+fn remote_kms_example_runs_on_pykmip() {
+    let exe = remote_kms_example();
+    let server = pykmip::Server::start(&remote_kms_scratch("pykmip"));
+    let (ca, cert, key) = server.client("client");
+    let mut cmd = Command::new(&exe);
+    cmd.env("ENVOL_KMS", "kmip")
+        .env("ENVOL_KMIP_ADDRESS", server.address())
+        .env("ENVOL_KMIP_CA", ca)
+        .env("ENVOL_KMIP_CERT", cert)
+        .env("ENVOL_KMIP_KEY", key)
+        .env_remove("ENVOL_KMIP_SERVER_NAME")
+        .env("ENVOL_CREATE_KEYS", "1")
+        .env("ENVOL_KEY_ID", "disk-key")
+        .env("ENVOL_KEY_ID_2", "disk-key-2");
+    remote_kms_example_passes(&mut cmd, "remote_kms on a KMIP server (PyKMIP)");
+}
+
+#[cfg(target_arch = "x86_64")]
+include!("../../build/pykmip.rs");
