@@ -1,6 +1,7 @@
 //! Store, key, grant and audit commands. Key management is the reference
-//! service's (`--store`); on PKCS#11 keys can be created; AWS keys are
-//! managed with AWS's own tools (`aws kms ...`), and the command says so.
+//! service's (`--store`); on PKCS#11 keys can be created; on KMIP keys can
+//! be created and described; AWS keys are managed with AWS's own tools
+//! (`aws kms ...`), and the command says so.
 
 use std::path::{Path, PathBuf};
 
@@ -127,6 +128,10 @@ fn local(ctx: &Ctx) -> Result<Store, Failure> {
         let hint = match ctx.choice.kms.as_deref() {
             Some("aws") => "AWS keys are managed with `aws kms ...`",
             Some("pkcs11") => "on PKCS#11 only `envol key create` is offered",
+            Some("kmip") => {
+                "on KMIP `envol key create` and `describe` are offered; \
+                 revoke and destroy keys with the server's own tools"
+            }
             _ => "pass --store PATH (or set ENVOL_STORE)",
         };
         return Err(Failure::invalid("this needs the reference service's store").hint(hint));
@@ -183,6 +188,41 @@ pub fn store(ctx: &Ctx, c: StoreCmd) -> Result<(), Failure> {
     )
 }
 
+/// Key commands on a KMIP server: create (an AES-256 object named
+/// `key_id`, activated) and describe (its state); the server's own tools
+/// do the rest.
+fn kmip_key(ctx: &Ctx, c: KeyCmd) -> Result<(), Failure> {
+    let Some(Service::Kmip(mut k)) = Service::open(&ctx.choice)? else {
+        return Err(Failure::invalid("no KMIP server"));
+    };
+    let failed = |e, id: &str| Failure::kms(e, "kmip", Some(id));
+    match c {
+        KeyCmd::Create { key_id, policy } => {
+            if policy.is_some() {
+                return Err(Failure::invalid(
+                    "a KMIP server has no envol key policies; it authorises the client certificate",
+                ));
+            }
+            let uid = k.create_key(&key_id).map_err(|e| failed(e, &key_id))?;
+            ctx.out.done(
+                &format!("created key {key_id} on the KMIP server (unique identifier {uid})"),
+                json!({"key_id": key_id, "unique_identifier": uid}),
+            )
+        }
+        KeyCmd::Describe { key_id } => {
+            let state = k.key_state(&key_id).map_err(|e| failed(e, &key_id))?;
+            ctx.out.done(
+                &format!("key {key_id}\n  state: {}", state.name()),
+                json!({"key_id": key_id, "state": state.name()}),
+            )
+        }
+        _ => Err(
+            Failure::invalid("on KMIP only `envol key create` and `describe` are offered")
+                .hint("revoke and destroy keys with the KMIP server's own tools"),
+        ),
+    }
+}
+
 pub fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), Failure> {
     let out = ctx.out;
     if let (KeyCmd::Create { key_id, policy }, Some("pkcs11")) = (&c, ctx.choice.kms.as_deref()) {
@@ -200,6 +240,9 @@ pub fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), Failure> {
             &format!("created key {key_id} in the token"),
             json!({"key_id": key_id}),
         );
+    }
+    if ctx.choice.kms.as_deref() == Some("kmip") {
+        return kmip_key(ctx, c);
     }
     match c {
         KeyCmd::Create { key_id, policy } => {

@@ -38,7 +38,9 @@ struct Cli {
 /// Which key service (default: the reference service in --store).
 #[derive(Args, Clone)]
 struct ServiceArgs {
-    /// Key service: local (a sealed store file), aws or pkcs11.
+    /// Key service: local (a sealed store file), aws, pkcs11 or kmip (the
+    /// server named by ENVOL_KMIP_ADDRESS, ENVOL_KMIP_CA, ENVOL_KMIP_CERT
+    /// and ENVOL_KMIP_KEY).
     #[arg(long, global = true, env = "ENVOL_KMS")]
     kms: Option<String>,
     /// The reference service's sealed store file.

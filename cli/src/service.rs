@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use envol::kms::audit::{AuditEvent, AuditSink, AuditSinkError, parse_lines};
 use envol::kms::{Kms, LocalKms, OsEntropy, SystemClock};
 use envol_kms::aws::{AwsConfig, AwsKms};
+use envol_kms::kmip::{KmipConfig, KmipKms};
 use envol_kms::pkcs11::{AuthPin, Pkcs11Config, Pkcs11Kms};
 use zeroize::Zeroizing;
 
@@ -32,6 +33,7 @@ pub enum Service {
     Local(Box<Store>),
     Aws(Box<AwsKms>),
     Pkcs11(Box<Pkcs11Kms>),
+    Kmip(Box<KmipKms>),
 }
 
 impl Service {
@@ -74,8 +76,17 @@ impl Service {
                 })?;
                 Ok(Some(Service::Pkcs11(Box::new(kms))))
             }
+            Some("kmip") => {
+                let bad = |e: envol_kms::kmip::ConfigError| {
+                    Failure::invalid(format!("KMIP configuration: {e}")).hint(
+                        "set ENVOL_KMIP_ADDRESS, ENVOL_KMIP_CA, ENVOL_KMIP_CERT and ENVOL_KMIP_KEY",
+                    )
+                };
+                let kms = KmipKms::new(KmipConfig::from_env().map_err(bad)?).map_err(bad)?;
+                Ok(Some(Service::Kmip(Box::new(kms))))
+            }
             Some(other) => Err(Failure::invalid(format!(
-                "unknown key service {other:?}: local, aws or pkcs11"
+                "unknown key service {other:?}: local, aws, pkcs11 or kmip"
             ))),
         }
     }
@@ -85,6 +96,7 @@ impl Service {
             Service::Local(s) => &mut s.kms,
             Service::Aws(k) => k.as_mut(),
             Service::Pkcs11(k) => k.as_mut(),
+            Service::Kmip(k) => k.as_mut(),
         }
     }
 

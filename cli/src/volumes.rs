@@ -113,7 +113,7 @@ fn open_volume(path: &Path) -> Result<Volume<FileDevice>, Failure> {
 fn service(ctx: &Ctx) -> Result<Service, Failure> {
     Service::open(&ctx.choice)?.ok_or_else(|| {
         Failure::invalid("this needs a key service")
-            .hint("pass --store PATH (with --root-key-file), or --kms aws, or --kms pkcs11")
+            .hint("pass --store PATH (with --root-key-file), or --kms aws, pkcs11 or kmip")
     })
 }
 

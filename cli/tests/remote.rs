@@ -1,10 +1,11 @@
 //! `envol` on the remote key services: a SoftHSM2 token (keys created in
-//! the token by the command) and AWS KMS (moto at `ENVOL_MOTO_ENDPOINT`,
-//! keys created through the AWS API). Without them these tests are
+//! the token by the command), AWS KMS (moto at `ENVOL_MOTO_ENDPOINT`, keys
+//! created through the AWS API) and a KMIP server (PyKMIP, started here;
+//! keys created by the command). Without them these tests are
 //! compiled `#[ignore]` with the reason (`build/services.rs`).
 
 #![cfg_attr(
-    any(envol_no_softhsm, envol_no_moto_endpoint),
+    any(envol_no_softhsm, envol_no_moto_endpoint, envol_no_pykmip),
     allow(dead_code, unused_imports)
 )]
 
@@ -193,3 +194,69 @@ fn on_aws_kms() {
     assert_eq!(code, 1);
     assert!(v["hint"].as_str().unwrap().contains("aws kms"), "{v}");
 }
+
+#[test]
+#[cfg_attr(envol_no_pykmip, ignore = "needs pykmip-server and openssl")]
+fn on_a_kmip_server() {
+    let d = dir("kmip");
+    let server = pykmip::Server::start(&d.join("pykmip"));
+    let (ca, cert, key) = server.client("client");
+    let env = [
+        ("ENVOL_KMS", "kmip".to_string()),
+        ("ENVOL_KMIP_ADDRESS", server.address()),
+        ("ENVOL_KMIP_CA", ca.display().to_string()),
+        ("ENVOL_KMIP_CERT", cert.display().to_string()),
+        ("ENVOL_KMIP_KEY", key.display().to_string()),
+        ("ENVOL_PRINCIPAL", "hypervisor".into()),
+    ];
+    for k in ["disk-key", "disk-key-2"] {
+        let v = ok(&env, &["key", "create", k]);
+        assert!(v["unique_identifier"].is_string(), "{v}");
+    }
+    let v = ok(&env, &["key", "describe", "disk-key"]);
+    assert_eq!(v["state"], "Active", "{v}");
+    lifecycle(&env, &d, "disk-key", "disk-key-2");
+    // Creating a name that exists, an unknown key, and what KMIP leaves to
+    // the server's own tools.
+    let (code, v) = envol(&env, &["key", "create", "disk-key"]);
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (1, Some("ENVOL_ERR_INVALID_ARGUMENT")),
+        "{v}"
+    );
+    let (code, v) = envol(&env, &["key", "describe", "no-such-key"]);
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (1, Some("ENVOL_ERR_KEY_NOT_FOUND")),
+        "{v}"
+    );
+    let (code, v) = envol(&env, &["key", "disable", "disk-key"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["hint"].as_str().unwrap().contains("server's own tools"),
+        "{v}"
+    );
+    // A certificate from a CA the server does not trust.
+    let (_, rogue_cert, rogue_key) = server.client("rogue");
+    let mut rogue = env.to_vec();
+    rogue[3].1 = rogue_cert.display().to_string();
+    rogue[4].1 = rogue_key.display().to_string();
+    let (code, v) = envol(
+        &rogue,
+        &["volume", "check", &d.join("disk.img").display().to_string()],
+    );
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (1, Some("ENVOL_ERR_ACCESS_DENIED")),
+        "{v}"
+    );
+    // Missing configuration says what to set.
+    let (code, v) = envol(
+        &[env[0].clone(), env[1].clone(), env[5].clone()],
+        &["volume", "check", &d.join("disk.img").display().to_string()],
+    );
+    assert_eq!(code, 1);
+    assert!(v["hint"].as_str().unwrap().contains("ENVOL_KMIP_CA"), "{v}");
+}
+
+include!("../../build/pykmip.rs");
