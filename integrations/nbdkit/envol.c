@@ -67,6 +67,11 @@ static char *cfg_root_key_file;
 static char *cfg_pkcs11_module;
 static char *cfg_pkcs11_token;
 static char *cfg_pkcs11_pin_file;
+static char *cfg_kmip_address;
+static char *cfg_kmip_ca;
+static char *cfg_kmip_cert;
+static char *cfg_kmip_key;
+static char *cfg_kmip_server_name;
 static char *cfg_audit_log;
 static int cfg_have_volume_id;
 static uint8_t cfg_volume_id[16];
@@ -278,8 +283,8 @@ static int envol_config(const char *key, const char *value)
         slot = &cfg_principal;
     } else if (strcmp(key, "kms") == 0) {
         if (strcmp(value, "local") != 0 && strcmp(value, "aws") != 0 &&
-            strcmp(value, "pkcs11") != 0) {
-            nbdkit_error("kms=%s: the key service is local, aws or pkcs11", value);
+            strcmp(value, "pkcs11") != 0 && strcmp(value, "kmip") != 0) {
+            nbdkit_error("kms=%s: the key service is local, aws, pkcs11 or kmip", value);
             return -1;
         }
         slot = &cfg_kms;
@@ -293,6 +298,16 @@ static int envol_config(const char *key, const char *value)
         slot = &cfg_pkcs11_token;
     } else if (strcmp(key, "pkcs11-pin-file") == 0) {
         slot = &cfg_pkcs11_pin_file;
+    } else if (strcmp(key, "kmip-address") == 0) {
+        slot = &cfg_kmip_address;
+    } else if (strcmp(key, "kmip-ca") == 0) {
+        slot = &cfg_kmip_ca;
+    } else if (strcmp(key, "kmip-cert") == 0) {
+        slot = &cfg_kmip_cert;
+    } else if (strcmp(key, "kmip-key") == 0) {
+        slot = &cfg_kmip_key;
+    } else if (strcmp(key, "kmip-server-name") == 0) {
+        slot = &cfg_kmip_server_name;
     } else if (strcmp(key, "audit-log") == 0) {
         slot = &cfg_audit_log;
     } else if (strcmp(key, "volume-id") == 0) {
@@ -336,8 +351,13 @@ static int envol_config_complete(void)
         nbdkit_error("kms=pkcs11 needs pkcs11-module, pkcs11-token and pkcs11-pin-file");
         return -1;
     }
+    if (strcmp(cfg_kms, "kmip") == 0 && (cfg_kmip_address == NULL || cfg_kmip_ca == NULL ||
+                                         cfg_kmip_cert == NULL || cfg_kmip_key == NULL)) {
+        nbdkit_error("kms=kmip needs kmip-address, kmip-ca, kmip-cert and kmip-key");
+        return -1;
+    }
     if (cfg_audit_log != NULL && strcmp(cfg_kms, "local") != 0) {
-        nbdkit_error("audit-log is for kms=local (AWS and HSMs keep their own trail)");
+        nbdkit_error("audit-log is for kms=local (AWS, HSMs and KMIP servers keep their own trail)");
         return -1;
     }
     return 0;
@@ -346,16 +366,18 @@ static int envol_config_complete(void)
 #define envol_config_help                                                                     \
     "volume=<FILE>          (required) the envol volume (file or block device)\n"           \
     "principal=<NAME>       (required) who attaches, as the key policy names it\n"          \
-    "kms=local|aws|pkcs11   key service (default local)\n"                                  \
+    "kms=local|aws|pkcs11|kmip   key service (default local)\n"                             \
     "store=<FILE>           kms=local: the sealed store\n"                                  \
     "root-key-file=<FILE>   kms=local: 32 bytes or 64 hex digits\n"                         \
     "audit-log=<FILE>       kms=local: append audit events (fail-closed)\n"                 \
     "pkcs11-module=<SO> pkcs11-token=<LABEL> pkcs11-pin-file=<FILE>   kms=pkcs11\n"          \
+    "kmip-address=<HOST[:PORT]> kmip-ca=<PEM> kmip-cert=<PEM> kmip-key=<PEM>   kms=kmip\n"  \
+    "kmip-server-name=<NAME> kms=kmip: the server certificate's name, if not the host\n"    \
     "                       (kms=aws: the AWS environment and shared files)\n"              \
     "volume-id=vol-<HEX>    refuse any other volume (as `envol volume inspect` shows it)\n"                      \
     "lease=<SECONDS>        renew the key service's consent this often (0: off)\n"          \
     "lease-grace=<SECONDS>  keep serving this long if the service is unreachable\n"         \
-    "cache-ms=<MS>          kms=aws|pkcs11: cache unwrapped keys this long (0: off)"
+    "cache-ms=<MS>          kms=aws|pkcs11|kmip: cache unwrapped keys this long (0: off)"
 
 /* ------------------------------------------------------------------------ */
 /* Key service and volume                                                    */
@@ -457,6 +479,20 @@ static int open_remote_kms(void)
         st = envol_aws_kms_new(NULL, &g_remote);
         if (st != ENVOL_OK) {
             nbdkit_error("AWS KMS configuration (environment and ~/.aws): %s", sname(st));
+            return -1;
+        }
+    } else if (strcmp(cfg_kms, "kmip") == 0) {
+        envol_kmip_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.address = cfg_kmip_address;
+        cfg.server_name = cfg_kmip_server_name;
+        cfg.ca_path = cfg_kmip_ca;
+        cfg.cert_path = cfg_kmip_cert;
+        cfg.key_path = cfg_kmip_key;
+        st = envol_kmip_kms_new(&cfg, &g_remote);
+        if (st != ENVOL_OK) {
+            nbdkit_error("KMIP server %s (certificate %s, key %s, CA %s): %s", cfg_kmip_address,
+                         cfg_kmip_cert, cfg_kmip_key, cfg_kmip_ca, sname(st));
             return -1;
         }
     } else {

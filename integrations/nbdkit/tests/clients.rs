@@ -86,10 +86,11 @@ struct Disk {
     dir: PathBuf,
     volume: PathBuf,
     store: PathBuf,
-    root_key: PathBuf,
     root: [u8; 32],
     kms: LocalKms,
     params: Params,
+    /// The plugin's key-service parameters (the local store by default).
+    service: Vec<String>,
 }
 
 impl Disk {
@@ -122,11 +123,16 @@ impl Disk {
         let dev = FileDevice::create(&volume, params.data_offset + size).unwrap();
         let vol = Volume::create(dev, &mut kms, "hypervisor", "disk-key", params).unwrap();
         drop(vol.detach().map_err(|(_, e)| e).unwrap());
+        let store = dir.join("kms.store");
+        let service = vec![
+            format!("store={}", store.display()),
+            format!("root-key-file={}", root_key.display()),
+        ];
         let mut d = Disk {
-            store: dir.join("kms.store"),
+            service,
+            store,
             dir,
             volume,
-            root_key,
             root,
             kms,
             params,
@@ -236,8 +242,7 @@ impl Server {
             .args(params)
             .arg(format!("volume={}", d.volume.display()))
             .arg(format!("principal={principal}"))
-            .arg(format!("store={}", d.store.display()))
-            .arg(format!("root-key-file={}", d.root_key.display()))
+            .args(&d.service)
             .arg(format!("minblock={ss}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -604,3 +609,89 @@ fn refused_attach_fails_the_export_with_a_reason_and_writes_nothing() {
         );
     }
 }
+
+/// The plugin on a KMIP server (PyKMIP, started here): qemu-img writes
+/// through an export whose data key the server unwraps, the volume is read
+/// back in Rust through `KmipKms`, and once the master key is revoked the
+/// plugin refuses the export with the server's answer.
+#[test]
+#[cfg_attr(
+    any(envol_no_nbd_tools, envol_no_pykmip),
+    ignore = "needs nbdkit, nbdkit-plugin-dev, libnbd-bin, qemu-utils, python3, pykmip-server, openssl"
+)]
+fn served_with_the_master_key_on_a_kmip_server() {
+    use envol_kms::kmip::{KmipConfig, KmipKms};
+    let size = 4 << 20;
+    let mut d = Disk::new("kmip", 4096, size);
+    let kmip_server = pykmip::Server::start(&d.path("pykmip"));
+    let (ca, cert, key) = kmip_server.client("client");
+    let mut kmip = KmipKms::new(KmipConfig::new(kmip_server.address(), &ca, &cert, &key)).unwrap();
+    kmip.create_key("disk-key").unwrap();
+    std::fs::remove_file(&d.volume).unwrap();
+    let dev = FileDevice::create(&d.volume, d.params.data_offset + size).unwrap();
+    let vol = Volume::create(dev, &mut kmip, "hypervisor", "disk-key", d.params).unwrap();
+    drop(vol.detach().map_err(|(_, e)| e).unwrap());
+    d.service = vec![
+        "kms=kmip".into(),
+        format!("kmip-address={}", kmip_server.address()),
+        format!("kmip-ca={}", ca.display()),
+        format!("kmip-cert={}", cert.display()),
+        format!("kmip-key={}", key.display()),
+    ];
+
+    let plain = d.path("plain.img");
+    let data = plaintext(size as usize, 11);
+    write_file(&plain, &data);
+    let s = Server::start(&d, "hypervisor");
+    ok(
+        Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+            .arg(&plain)
+            .arg(s.uri()),
+        "qemu-img convert plain.img -> export on KMIP",
+    );
+    s.stop();
+    let raw = std::fs::read(&d.volume).unwrap();
+    assert!(!contains(&raw, MARKER), "plaintext in the volume file");
+    let vol = Volume::open(FileDevice::open(&d.volume).unwrap())
+        .map_err(|(_, e)| e)
+        .unwrap()
+        .attach(&mut kmip, "hypervisor")
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut back = vec![0u8; data.len()];
+    vol.read_sectors(0, &mut back).unwrap();
+    assert!(
+        back == data,
+        "the volume does not read back what qemu-img wrote"
+    );
+    drop(vol);
+
+    kmip.revoke_key("disk-key", false).unwrap();
+    let before = std::fs::read(&d.volume).unwrap();
+    let s = Server::start(&d, "hypervisor");
+    let out = run(
+        Command::new("qemu-io")
+            .args(["-f", "raw"])
+            .arg(s.uri())
+            .args(["-c", "write -P 0x77 0 4k"]),
+        "qemu-io on a revoked key",
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() || text.contains("failed") || text.contains("rror"),
+        "the export opened under a revoked key"
+    );
+    let log = s.stop();
+    assert!(
+        log.contains("may not attach") && log.contains("ENVOL_ERR_KEY_DISABLED"),
+        "nbdkit's log does not say why:\n{log}"
+    );
+    assert!(
+        std::fs::read(&d.volume).unwrap() == before,
+        "the volume changed"
+    );
+}
+
+include!("../../../build/pykmip.rs");
