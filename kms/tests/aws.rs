@@ -256,14 +256,26 @@ fn refusals_from_the_service_and_before_it() {
     let mut rb = [0u8; MAX_BLOB];
     let rn = renamed.encode(&mut rb).unwrap();
     assert!(kms.decrypt_data_key("p", &rb[..rn], &ctx).is_err());
-    // Blobs that are not AWS's are refused without a request.
+    // Blobs that are not AWS's (envol's own, KMIP's) are refused without a
+    // request.
     let before = kms.attempts();
     let mk = envol::envelope::MasterKey::from_bytes([7; 32]);
     let mut local = [0u8; MAX_BLOB];
     let ln = mk
         .seal_with_nonce("k", 1, &ctx, &[1; 64], &[0; 12], &mut local)
         .unwrap();
-    for bad in [&local[..ln], &blob[..n - 1], b"EVWK".as_slice(), &[]] {
+    let kmip =
+        WrappedKey::from_gcm_parts(Algorithm::KmipAes256Gcm, "k", 1, [0; 12], &[1; 64], [2; 16])
+            .unwrap();
+    let mut kb = [0u8; MAX_BLOB];
+    let kn = kmip.encode(&mut kb).unwrap();
+    for bad in [
+        &local[..ln],
+        &kb[..kn],
+        &blob[..n - 1],
+        b"EVWK".as_slice(),
+        &[],
+    ] {
         assert_eq!(
             kms.decrypt_data_key("p", bad, &ctx).err(),
             Some(KmsError::InvalidCiphertext)

@@ -635,9 +635,28 @@ fn refusals() {
     let aws = WrappedKey::from_opaque(Algorithm::AwsKms, "key-a", &[7; 40]).unwrap();
     let mut ablob = [0u8; MAX_BLOB];
     let an = aws.encode(&mut ablob).unwrap();
+    // A KMIP blob has this service's layout (GCM parts, a key id and
+    // version the token holds); only the algorithm byte differs.
+    let own = WrappedKey::parse(&blob).unwrap();
+    let kmip = WrappedKey::from_gcm_parts(
+        Algorithm::KmipAes256Gcm,
+        own.key_id(),
+        own.backing_version(),
+        own.nonce(),
+        own.ciphertext(),
+        own.tag(),
+    )
+    .unwrap();
+    let mut kblob = [0u8; MAX_BLOB];
+    let kn = kmip.encode(&mut kblob).unwrap();
     let mut out = [0u8; 64];
     let mut sink = [0u8; MAX_BLOB];
-    for foreign in [&lblob[..ln], &ablob[..an], b"not a blob at all"] {
+    for foreign in [
+        &lblob[..ln],
+        &ablob[..an],
+        &kblob[..kn],
+        b"not a blob at all",
+    ] {
         assert_eq!(
             kms.decrypt_data_key(hv, foreign, &ctx).unwrap_err(),
             KmsError::InvalidCiphertext
