@@ -1,12 +1,15 @@
 //! Latency of attaching a volume through each key service, side by side in
 //! one run: the reference `LocalKms` in process, AWS KMS emulated by moto on
-//! loopback, a SoftHSM2 token, and each behind the data-key cache.
+//! loopback, a SoftHSM2 token, PyKMIP's KMIP server on loopback TLS, and
+//! each behind the data-key cache.
 //!
 //!   cargo run --release -p envol-kms --example attach_latency [iterations]
 //!
 //! moto: `ENVOL_MOTO_ENDPOINT` (e.g. `http://127.0.0.1:5000`), else a
 //! `moto_server` is started on a free port for the run. SoftHSM2: a token is
-//! initialised in a temporary directory with `softhsm2-util`. An attach is
+//! initialised in a temporary directory with `softhsm2-util`. KMIP:
+//! `pykmip-server` (`ENVOL_PYKMIP_SERVER`, else on `PATH`) is started with
+//! certificates made by `openssl`, as the tests do. An attach is
 //! header read + one unwrap at the service + MAC check + engine set-up; the
 //! table gives the median and 90th percentile of `iterations` attaches
 //! (default 300) and the median as a ratio to `LocalKms`'s.
@@ -20,6 +23,7 @@ use envol::kms::{Kms, LocalKms, OsEntropy, SystemClock};
 use envol::volume::{MemDevice, Volume};
 use envol_kms::aws::{AwsConfig, AwsCredentials, AwsKms};
 use envol_kms::cache::{CacheLimits, CachingKms};
+use envol_kms::kmip::{KmipConfig, KmipKms};
 use envol_kms::pkcs11::{AuthPin, Pkcs11Config, Pkcs11Kms};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -165,6 +169,17 @@ fn main() {
     let mut p11 = CachingKms::new(p11, cache).expect("cache");
     rows.push(("PKCS#11 + cache", measure(&mut p11, "k", n)));
 
+    let dir = std::env::temp_dir().join(format!("envol-latency-kmip-{}", std::process::id()));
+    let server = pykmip::Server::start(&dir);
+    let (ca, cert, key) = server.client("client");
+    let mut kmip = KmipKms::new(KmipConfig::new(server.address(), ca, cert, key)).expect("kmip");
+    kmip.create_key("k").expect("create key");
+    rows.push(("KMIP (PyKMIP, loopback TLS)", measure(&mut kmip, "k", n)));
+    let mut kmip = CachingKms::new(kmip, cache).expect("cache");
+    rows.push(("KMIP + cache", measure(&mut kmip, "k", n)));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+
     let base = rows[0].1.0;
     println!("attach latency, {n} attaches each (median, p90; ratio = median / LocalKms median)\n");
     println!("| key service | median µs | p90 µs | ratio |");
@@ -176,3 +191,5 @@ fn main() {
         std::env::temp_dir().join(format!("envol-latency-{}", std::process::id())),
     );
 }
+
+include!("../../build/pykmip.rs");
