@@ -157,10 +157,10 @@ fn foreign_algorithms_frame_and_refuse() {
     assert!(WrappedKey::from_opaque(Algorithm::AwsKms, "bad id", b"x").is_err());
     assert!(WrappedKey::from_gcm_parts(Algorithm::AwsKms, "k", 0, nonce, b"x", [0; 16]).is_err());
     let mut unknown = ob;
-    unknown[5] = 4;
+    unknown[5] = 5;
     assert_eq!(
         WrappedKey::parse(&unknown[..on]),
-        Err(Error::UnsupportedAlgorithm(4))
+        Err(Error::UnsupportedAlgorithm(5))
     );
 }
 
